@@ -80,17 +80,15 @@ def run(args):
 
 
 def _simulate(instance, schedule, args, key, common):
-    import plrf
-    try:
-        from plrf.sweep import sweep
-    except ImportError:
-        sweep = None
-    if sweep is None:
-        return plrf.simulate(instance if args.method == "features" else instance.spectrum, schedule,
-                             method=args.method, key=key, seeds=args.seeds, **common)
-    res = sweep(instance if args.method == "features" else instance.spectrum, schedule, method=args.method,
-                key=key, seeds=args.seeds, devices=args.devices, **common)
-    return res.curve() if hasattr(res, "curve") else res
+    """eigen/features runs for all seeds, sharded over ``--devices`` (plrf.sweep)."""
+    from plrf.simulate import _curve
+    from plrf.sweep import sweep
+    source = instance if args.method == "features" else instance.spectrum
+    kw = dict(common)
+    batch = kw.pop("batch")
+    res = sweep(source, schedule, method=args.method, key=key, seeds=args.seeds, batches=(batch,),
+                devices=args.devices, quiet=args.quiet, desc="curve", **kw)
+    return _curve(res.steps, res.loss[0, 0], res.diverged[0, 0], args.method)
 
 
 def _plot(curve, exact, spec, config, path):
