@@ -1,0 +1,212 @@
+"""The 4+3 phase diagram: compute-optimal exponents xi (d* ~ f^xi) and eta (P ~ f^-eta) over (alpha, beta).
+
+For every point of a grid, plus one named point inside each of the seven phases and alpha = beta = 0.7 on the
+II|III boundary, measures xi and eta from theory loss curves over a ladder of d (deterministic-equivalent
+spectrum + log-time Volterra solver; see ``plrf compute-optimal``) and compares them with the exponents derived
+symbolically in theory.phases. Writes OUT/results.json (one record per point), OUT/cells/ (one cell per
+(alpha, beta, d): an interrupted run resumes), and three figures: heatmaps of theory and measurement,
+measured vs theory by phase, and the local slopes against compute at the named points.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import numpy as np
+
+from . import options as opt
+
+DEFAULT_OUT = "runs/phase-diagram"
+
+NAMED = {"Ia": (0.8, 0.3), "Ib": (0.4, 0.35), "Ic": (0.2, 0.8), "II": (1.0, 0.7), "III": (0.7, 1.2),
+         "IVa": (0.27, 1.0), "IVb": (0.4, 1.0), "II|III": (0.7, 0.7)}
+
+PRESETS = {
+    # quick: about 10 minutes on a 2-core CPU
+    "quick": dict(alphas=(0.35, 0.65, 1.1), betas=(0.4, 0.8, 1.3), d_min=16, d_max=2 ** 19, per_octave=1.0,
+                  flops_max=1e12),
+    "full": dict(alphas=tuple(np.round(np.arange(0.15, 1.51, 0.1), 3)), betas=tuple(np.round(np.arange(0.15, 1.61, 0.1), 3)),
+                 d_min=16, d_max=2 ** 23, per_octave=2.0, flops_max=1e15),
+}
+
+
+def add_arguments(p):
+    p.add_argument("--preset", choices=sorted(PRESETS), default="quick",
+                   help="quick: 3x3 grid + named points, d <= 5e5, f <= 1e12 (~10 min on 2 cores); "
+                        "full: 0.1-spaced grid, d <= 8e6, f <= 1e15 (hours)")
+    p.add_argument("--alphas", type=opt.positive_float, nargs="*", default=None, help="override the preset's alpha grid")
+    p.add_argument("--betas", type=opt.real, nargs="*", default=None, help="override the preset's beta grid")
+    p.add_argument("--no-named", action="store_true", help="skip the named points (one per phase)")
+    p.add_argument("--d-max", type=opt.big_int, default=None, help="override the preset's largest d")
+    p.add_argument("--flops-max", type=opt.positive_float, default=None, help="override the preset's compute")
+    p.add_argument("--c", type=opt.positive_float, default=0.5, help="lr = c / sum_{j<=v} j^{-2 alpha}")
+    p.add_argument("--ratio", type=opt.positive_float, default=4.0, help="v/d when 2 alpha < 1 (> 1)")
+    p.add_argument("--overwrite", action="store_true", help="discard results stored in OUT with other settings")
+    opt.add_common(p, DEFAULT_OUT)
+
+
+def points_of(cfg) -> list:
+    """(label, alpha, beta): named points first, then admissible grid points."""
+    pts = [] if cfg["no_named"] else [(k, a, b) for k, (a, b) in NAMED.items()]
+    for a in cfg["alphas"]:
+        for b in cfg["betas"]:
+            if 2 * (a + b) > 1 + 1e-9:
+                pts.append(("grid", float(a), float(b)))
+    return pts
+
+
+def run(args):
+    from plrf.progress import Progress
+    from plrf.store import CellStore, read_json, write_json
+    from theory.ladder import geometric_ladder, measure_frontier
+
+    from .compute_optimal import fit_record
+
+    t0 = time.time()
+    pre = dict(PRESETS[args.preset])
+    cfg = dict(command="phase-diagram", preset=args.preset,
+               alphas=[float(a) for a in (args.alphas or pre["alphas"])],
+               betas=[float(b) for b in (args.betas or pre["betas"])], no_named=bool(args.no_named),
+               d_min=pre["d_min"], d_max=int(args.d_max or pre["d_max"]), per_octave=pre["per_octave"],
+               flops_max=float(args.flops_max or pre["flops_max"]), c=args.c, ratio=args.ratio, batch=1)
+    if cfg["d_max"] <= cfg["d_min"]:
+        raise ValueError(f"--d-max must be > {cfg['d_min']}, got {cfg['d_max']}")
+    if args.ratio <= 1:
+        raise ValueError(f"--ratio must be > 1, got {args.ratio}")
+    os.makedirs(args.out, exist_ok=True)
+    store = CellStore(args.out, cfg, overwrite=args.overwrite)
+    ds = geometric_ladder(cfg["d_min"], cfg["d_max"], cfg["per_octave"])
+    pts = points_of(cfg)
+    records = []
+    with Progress(len(pts) * len(ds), desc="phase diagram", unit="curves", quiet=args.quiet) as bar:
+        for label, a, b in pts:
+            m = measure_frontier(a, b, ds, flops_max=cfg["flops_max"], c=cfg["c"], ratio=cfg["ratio"],
+                                 store=store, progress=lambda i, n: bar.update())
+            rec = fit_record(m)
+            rec["label"] = label
+            records.append(rec)
+            bar.set_postfix(f"{label} ({a}, {b}): xi {rec['xi_measured']:.3f}/{rec['xi_theory']:.3f} "
+                            f"eta {rec['eta_measured']:.3f}/{rec['eta_theory']:.3f}")
+    store.finish(wall_time=time.time() - t0)
+    meta = read_json(os.path.join(args.out, "results.json"))
+    meta.update(config=cfg, ladder=[int(d) for d in ds], points=records)
+    write_json(os.path.join(args.out, "results.json"), meta)
+    plot_heatmaps(records, os.path.join(args.out, "phase_diagram.png"))
+    plot_scatter(records, os.path.join(args.out, "measured_vs_theory.png"))
+    plot_local_slopes(records, os.path.join(args.out, "local_slopes.png"))
+    if not args.quiet:
+        print(table(records))
+        print(f"plrf phase-diagram: {len(records)} points; wrote {args.out}/results.json, phase_diagram.png, "
+              "measured_vs_theory.png, local_slopes.png")
+    return records
+
+
+def table(records) -> str:
+    rows = [f"{'point':>7} {'alpha':>5} {'beta':>5} {'phase':>6} | {'xi th':>6} {'xi meas':>13} {'xi loc':>6} | "
+            f"{'eta th':>6} {'eta meas':>13} {'eta loc':>7}"]
+    for r in records:
+        rows.append(f"{r['label']:>7} {r['alpha']:5.2f} {r['beta']:5.2f} {r['phase']:>6} | {r['xi_theory']:6.3f} "
+                    f"{r['xi_measured']:6.3f}±{r['xi_err']:5.3f} {r['xi_local_last']:6.3f} | {r['eta_theory']:6.3f} "
+                    f"{r['eta_measured']:6.3f}±{r['eta_err']:5.3f} {r['eta_local_last']:7.3f}")
+    return "\n".join(rows)
+
+
+def draw_boundaries(ax, amax=1.6, bmax=1.7):
+    """Phase boundaries on (alpha, beta) axes, with phase labels."""
+    from theory.phases import IV_SPLIT
+    kw = dict(color="k", lw=1.0)
+    ax.plot([0, amax], [0.5, 0.5], **kw)
+    ax.plot([0.5, 0.5], [0, bmax], **kw)
+    ax.plot([0.5, min(amax, bmax)], [0.5, min(amax, bmax)], **kw)
+    ax.plot([0.25, 0.25], [0.5, bmax], **kw)
+    ax.plot([IV_SPLIT, IV_SPLIT], [0.5, bmax], **dict(kw, ls="--"))
+    a = np.linspace(0, 0.5, 50)
+    ax.fill_between(a, 0, 0.5 - a, color="0.85", zorder=0)
+    ax.plot(a, 0.5 - a, color="0.4", lw=0.8)
+    for name, (x, y) in {"Ia": (1.1, 0.25), "Ib": (0.36, 0.33), "Ic": (0.12, 1.2), "II": (1.25, 0.8),
+                         "III": (0.8, 1.3), "IVa": (0.26, 1.5), "IVb": (0.4, 1.2)}.items():
+        ax.text(x, y, name, ha="center", va="center", fontsize=9, weight="bold",
+                bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.7))
+    ax.set(xlim=(0, amax), ylim=(0, bmax), xlabel=r"$\alpha$ (data spectrum)", ylabel=r"$\beta$ (target)")
+
+
+def plot_heatmaps(records, path):
+    from theory.phases import exponents
+
+    from .plotting import new_figure, save
+    fig, axes = new_figure(2, 2, width=5.0, height=4.2)
+    A, Bt = np.meshgrid(np.linspace(0.01, 1.6, 161), np.linspace(0.01, 1.7, 171))
+    th = {"xi": np.full(A.shape, np.nan), "eta": np.full(A.shape, np.nan)}
+    for idx in np.ndindex(A.shape):
+        a, b = A[idx], Bt[idx]
+        if 2 * (a + b) > 1.0001:
+            e = exponents(a, b)
+            th["xi"][idx], th["eta"][idx] = e.xi, e.eta
+    pts_a = np.array([r["alpha"] for r in records])
+    pts_b = np.array([r["beta"] for r in records])
+    for row, key, vmax in ((0, "xi", 1.0), (1, "eta", 1.2)):
+        ax = axes[row, 0]
+        pc = ax.pcolormesh(A, Bt, th[key], cmap="viridis", vmin=0, vmax=vmax, shading="auto")
+        draw_boundaries(ax)
+        sym = r"\xi" if key == "xi" else r"\eta"
+        ax.set_title(f"theory ${sym}$ (symbolic balance)")
+        fig.colorbar(pc, ax=ax)
+        ax = axes[row, 1]
+        ax.pcolormesh(A, Bt, th[key], cmap="viridis", vmin=0, vmax=vmax, shading="auto", alpha=0.25)
+        meas = np.array([r[f"{key}_measured"] for r in records])
+        sc = ax.scatter(pts_a, pts_b, c=meas, cmap="viridis", vmin=0, vmax=vmax, s=160, marker="s", edgecolors="k")
+        for r in records:
+            ax.annotate(f"{r[f'{key}_measured']:.2f}", (r["alpha"], r["beta"]), fontsize=6, ha="center",
+                        va="center", color="w")
+        draw_boundaries(ax)
+        ax.set_title(f"measured ${sym}$ (envelope fit; theory faint)")
+        fig.colorbar(sc, ax=ax)
+    fig.suptitle(r"Compute-optimal exponents: $d^* \sim f^{\xi}$, $P \sim f^{-\eta}$ (PLRF, one-pass SGD)")
+    fig.tight_layout()
+    save(fig, path)
+
+
+PHASE_COLORS = {"Ia": "tab:blue", "Ib": "tab:cyan", "Ic": "tab:purple", "II": "tab:orange", "III": "tab:red",
+                "IVa": "tab:green", "IVb": "tab:olive"}
+
+
+def plot_scatter(records, path):
+    from .plotting import new_figure, save
+    fig, axes = new_figure(2, 1, width=4.6, height=4.4)
+    for ax, key in zip(axes[0], ("xi", "eta")):
+        lo, hi = 0.0, 1.1
+        ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
+        ax.fill_between([lo, hi], [lo - 0.03, hi - 0.03], [lo + 0.03, hi + 0.03], color="0.85", label="±0.03")
+        seen = set()
+        for r in records:
+            ph = r["phase"] if r["phase"] in PHASE_COLORS else "boundary"
+            ax.errorbar(r[f"{key}_theory"], r[f"{key}_measured"], yerr=r[f"{key}_err"], fmt="o" if r["label"] == "grid" else "*",
+                        ms=5 if r["label"] == "grid" else 10, color=PHASE_COLORS.get(ph, "k"),
+                        label=None if ph in seen else ph, mec="k", mew=0.4)
+            seen.add(ph)
+        sym = r"\xi" if key == "xi" else r"\eta"
+        ax.set(xlabel=f"theory ${sym}$", ylabel=f"measured ${sym}$ (largest compute reached)", xlim=(lo, hi), ylim=(lo, hi),
+               title=f"${sym}$: measured vs theory (stars: named points)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def plot_local_slopes(records, path):
+    from .plotting import new_figure, save
+    fig, axes = new_figure(2, 1, width=5.4, height=4.2)
+    named = [r for r in records if r["label"] != "grid"]
+    for ax, key in zip(axes[0], ("xi", "eta")):
+        for r in named:
+            col = PHASE_COLORS.get(r["phase"], "k")
+            line, = ax.plot(r["local_flops"], r[f"local_{key}"], "-", color=col, lw=1.4,
+                            label=f"{r['label']} ({r['alpha']}, {r['beta']})")
+            ax.axhline(r[f"{key}_theory"], color=line.get_color(), ls="--", lw=0.9)
+        sym = r"\xi" if key == "xi" else r"\eta"
+        ax.set(xscale="log", xlabel="compute $f$", ylabel=f"local ${sym}$",
+               title=f"local ${sym}$ vs compute (dashed: asymptote)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    save(fig, path)

@@ -1,0 +1,131 @@
+"""Loss-vs-compute curves over a ladder of model sizes d, from the theory (no sampling of W).
+
+For each d: the deterministic-equivalent spectrum (:mod:`theory.deterministic`), the authors' learning rate
+``lr(d) = c / sum_{j<=v} j^{-2 alpha}`` (constant in d when ``2 alpha > 1`` with ``v = inf``; shrinking like
+``d^{2 alpha - 1}`` when ``2 alpha < 1``, where ``v = ratio * d``), and the exact expected loss of one-pass SGD from
+the log-time Volterra solver (:func:`theory.logtime.solve_logtime`) on a log-spaced step grid reaching
+``flops_max = d * B * steps``. These feed :func:`theory.frontier.fit_frontier`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple, Optional, Sequence
+
+import numpy as np
+from scipy import special
+
+import plrf
+from plrf.spectrum import Spectrum
+
+
+class LadderCurve(NamedTuple):
+    d: int
+    steps: np.ndarray   # int64 grid (step 0 dropped)
+    flops: np.ndarray   # d * B * steps
+    loss: np.ndarray
+    lr: float
+    P_star: float
+    v: Optional[int]    # None = infinite
+
+
+def data_dim(alpha: float, d: int, ratio: float = 4.0) -> Optional[int]:
+    """``v`` used by the ladder: infinite (None) when ``2 alpha > 1``, else ``ratio * d``."""
+    if ratio <= 1:
+        raise ValueError(f"ratio must be > 1, got {ratio}")
+    return None if 2 * alpha > 1 else int(round(ratio * d))
+
+
+def ladder_lr(alpha: float, d: int, *, c: float = 0.5, ratio: float = 4.0) -> float:
+    """``c / sum_{j<=v} j^{-2 alpha}`` with :func:`data_dim`'s v (``zeta(2 alpha)`` when v is infinite)."""
+    v = data_dim(alpha, d, ratio)
+    if v is None:
+        return c / float(special.zeta(2 * alpha))
+    return c / float(np.sum(np.arange(1, v + 1, dtype=np.float64) ** (-2 * alpha)))
+
+
+def geometric_ladder(d_min: float, d_max: float, per_octave: float = 1.0) -> np.ndarray:
+    """Integer ladder ``d_min .. d_max``, ``per_octave`` values per factor 2."""
+    if not (1 <= d_min < d_max):
+        raise ValueError(f"need 1 <= d_min < d_max, got {d_min}, {d_max}")
+    n = int(round(math.log2(d_max / d_min) * per_octave)) + 1
+    return np.unique(np.round(np.geomspace(d_min, d_max, n)).astype(np.int64))
+
+
+def _default_spectrum(alpha, beta, d, v):
+    from .deterministic import deterministic_spectrum
+    return deterministic_spectrum(alpha, beta, d, v=v)
+
+
+def ladder_curve(alpha: float, beta: float, d: int, *, flops_max: float, batch: int = 1, c: float = 0.5,
+                 ratio: float = 4.0, per_decade: int = 24, spectrum: Optional[Spectrum] = None,
+                 spectrum_fn: Optional[Callable] = None) -> LadderCurve:
+    """One rung: the theory loss curve at model size ``d`` up to ``flops_max`` (see the module doc)."""
+    from .logtime import solve_logtime
+    v = data_dim(alpha, d, ratio)
+    if spectrum is None:
+        spectrum = (spectrum_fn or _default_spectrum)(alpha, beta, d, v)
+    lr = ladder_lr(alpha, d, c=c, ratio=ratio)
+    steps = max(2, int(flops_max // (d * batch)))
+    num = max(8, int(per_decade * math.log10(steps)) + 1)
+    grid = plrf.log_grid(steps, num)
+    out = solve_logtime(spectrum, plrf.schedules.constant(lr), steps=steps, batch=batch, grid=grid)
+    s = np.asarray(out.steps)[1:]
+    return LadderCurve(int(d), s, (d * batch) * s.astype(np.float64), np.asarray(out.loss)[1:], lr,
+                       float(spectrum.P_star), v)
+
+
+def ladder_curves(alpha: float, beta: float, ds: Sequence[int], *, flops_max: float, progress=None,
+                  **kw) -> list:
+    """:func:`ladder_curve` for every d of the ladder (a loop: shapes differ and cost is dominated by the
+    largest rungs). ``progress``: optional callable ``(i, n)`` after each rung."""
+    out = []
+    for i, d in enumerate(ds):
+        out.append(ladder_curve(alpha, beta, int(d), flops_max=flops_max, **kw))
+        if progress is not None:
+            progress(i + 1, len(ds))
+    return out
+
+
+class FrontierMeasurement(NamedTuple):
+    """Theory curves over a d ladder, the measured frontier (approaches 1 and 2) and the predicted exponents."""
+    alpha: float
+    beta: float
+    phase: str
+    curves: list            # LadderCurve per d
+    fit: object             # theory.frontier.FrontierFit, approach 1 (envelope)
+    fit2: object            # approach 2 (parabola)
+    xi_theory: float
+    eta_theory: float
+
+
+def measure_frontier(alpha: float, beta: float, ds: Sequence[int], *, flops_max: float, store=None,
+                     progress=None, per_decade: int = 20, **kw) -> FrontierMeasurement:
+    """Curves for every d (cached in ``store``, a :class:`plrf.store.CellStore`, one cell per (alpha, beta, d),
+    so an interrupted sweep resumes), then both Chinchilla fits and the phase's exponents."""
+    import warnings
+
+    from .frontier import EdgeWarning, fit_frontier
+    from .phases import exponents, phase_point
+    curves = []
+    for i, d in enumerate(ds):
+        coords = {"alpha": float(alpha), "beta": float(beta), "d": int(d)}
+        if store is not None and store.done(coords):
+            c = store.get(coords)
+            a, m = c.arrays, c.meta
+            curves.append(LadderCurve(int(d), a["steps"], a["flops"], a["loss"], m["lr"], m["P_star"], m["v"]))
+        else:
+            c = ladder_curve(alpha, beta, int(d), flops_max=flops_max, **kw)
+            curves.append(c)
+            if store is not None:
+                store.put(coords, {"steps": c.steps, "flops": c.flops, "loss": c.loss},
+                          meta={"lr": c.lr, "P_star": c.P_star, "v": c.v})
+        if progress is not None:
+            progress(i + 1, len(ds))
+    data = [(c.d, c.flops, c.loss) for c in curves]
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", EdgeWarning)
+        fit = fit_frontier(data, approach=1, per_decade=per_decade)
+        fit2 = fit_frontier(data, approach=2, per_decade=per_decade)
+    ex = exponents(alpha, beta)
+    return FrontierMeasurement(float(alpha), float(beta), phase_point(alpha, beta).phase, curves, fit, fit2,
+                               float(ex.xi), float(ex.eta))
