@@ -166,7 +166,10 @@ def _T_of_ratio(alpha, rho):
     if rho <= 1:
         raise ValueError(f"v/d must be > 1 for the asymptotic level, got {rho}")
     h = 1 / (2 * alpha)
-    fun = lambda lt: special.hyp2f1(1.0, h, 1.0 + h, -math.exp(-lt)) - 1.0 / rho
+
+    def frac(y):  # 2F1(1, h; 1+h; -y); scipy returns inf at h = 1 for large y, where it is log(1+y)/y
+        return math.log1p(y) / y if abs(h - 1.0) < 1e-12 else special.hyp2f1(1.0, h, 1.0 + h, -y)
+    fun = lambda lt: frac(math.exp(-lt)) - 1.0 / rho
     return math.exp(optimize.brentq(fun, -200.0, 200.0, xtol=1e-14, rtol=1e-13))
 
 

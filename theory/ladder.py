@@ -51,6 +51,22 @@ def geometric_ladder(d_min: float, d_max: float, per_octave: float = 1.0) -> np.
     return np.unique(np.round(np.geomspace(d_min, d_max, n)).astype(np.int64))
 
 
+def pad_to_bucket(spec: Spectrum, minimum: int = 64) -> Spectrum:
+    """Pad to the next power of two with inert modes (``n = 0``, ``w = 0``, at the smallest eigenvalue).
+
+    Such modes never carry loss (no initial weight, no noise injection), so the loss is unchanged; a few
+    bucket sizes mean a few compilations of the solver along a ladder instead of one per rung.
+    """
+    m = spec.lam.size
+    size = max(minimum, 1 << (m - 1).bit_length())
+    if size == m:
+        return spec
+    pad = size - m
+    lam = np.concatenate([np.full(pad, spec.lam.min()), spec.lam])
+    z = np.zeros(pad)
+    return Spectrum(lam, np.concatenate([z, spec.n]), np.concatenate([z, spec.w]), spec.P_star)
+
+
 def _default_spectrum(alpha, beta, d, v):
     from .deterministic import deterministic_spectrum
     return deterministic_spectrum(alpha, beta, d, v=v)
@@ -64,8 +80,9 @@ def ladder_curve(alpha: float, beta: float, d: int, *, flops_max: float, batch: 
     v = data_dim(alpha, d, ratio)
     if spectrum is None:
         spectrum = (spectrum_fn or _default_spectrum)(alpha, beta, d, v)
+    spectrum = pad_to_bucket(spectrum)
     lr = ladder_lr(alpha, d, c=c, ratio=ratio)
-    steps = max(2, int(flops_max // (d * batch)))
+    steps = max(2, int(math.ceil(flops_max / (d * batch))))  # every rung reaches flops_max
     num = max(8, int(per_decade * math.log10(steps)) + 1)
     grid = plrf.log_grid(steps, num)
     out = solve_logtime(spectrum, plrf.schedules.constant(lr), steps=steps, batch=batch, grid=grid)
@@ -122,10 +139,13 @@ def measure_frontier(alpha: float, beta: float, ds: Sequence[int], *, flops_max:
         if progress is not None:
             progress(i + 1, len(ds))
     data = [(c.d, c.flops, c.loss) for c in curves]
+    # common flop grid ending at flops_max, which every rung reaches (no partial last column)
+    lo = min(c.flops[0] for c in curves)
+    grid = np.logspace(math.log10(lo), math.log10(flops_max), int(math.ceil(per_decade * math.log10(flops_max / lo))) + 1)
     with warnings.catch_warnings():
         warnings.simplefilter("always", EdgeWarning)
-        fit = fit_frontier(data, approach=1, per_decade=per_decade)
-        fit2 = fit_frontier(data, approach=2, per_decade=per_decade)
+        fit = fit_frontier(data, approach=1, grid=grid)
+        fit2 = fit_frontier(data, approach=2, grid=grid)
     ex = exponents(alpha, beta)
     return FrontierMeasurement(float(alpha), float(beta), phase_point(alpha, beta).phase, curves, fit, fit2,
                                float(ex.xi), float(ex.eta))
