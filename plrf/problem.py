@@ -39,11 +39,12 @@ class Problem:
     def __post_init__(self):
         for name in ("alpha", "beta"):
             val = getattr(self, name)
-            if not isinstance(val, (int, float, np.integer, np.floating)) or not math.isfinite(val):
+            if isinstance(val, (bool, np.bool_)) or not isinstance(val, (int, float, np.integer, np.floating)) \
+                    or not math.isfinite(val):
                 raise ValueError(f"{name} must be a finite real number, got {val!r}")
         for name in ("v", "d"):
             val = getattr(self, name)
-            if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
+            if isinstance(val, (bool, np.bool_)) or not isinstance(val, (int, np.integer)) or val < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {val!r}")
         object.__setattr__(self, "alpha", float(self.alpha))
         object.__setattr__(self, "beta", float(self.beta))

@@ -33,14 +33,18 @@ Schedule = Callable  # step -> lr
 WSD_SHAPES = ("linear", "cosine", "1-sqrt")
 
 
+def _real(x):
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
+
+
 def _pos(name, x):
-    if not (isinstance(x, (int, float, np.integer, np.floating)) and math.isfinite(x) and x > 0):
+    if not (_real(x) and math.isfinite(x) and x > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {x!r}")
     return float(x)
 
 
 def _nonneg(name, x, upper=None):
-    ok = isinstance(x, (int, float, np.integer, np.floating)) and math.isfinite(x) and x >= 0
+    ok = _real(x) and math.isfinite(x) and x >= 0
     if ok and upper is not None:
         ok = x <= upper
     if not ok:
@@ -50,14 +54,14 @@ def _nonneg(name, x, upper=None):
 
 
 def _steps(name, n):
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
     return int(n)
 
 
 def _frac(name, x, open_left=True):
     lo_ok = x > 0 if open_left else x >= 0
-    if not (isinstance(x, (int, float, np.integer, np.floating)) and math.isfinite(x) and lo_ok and x <= 1):
+    if not (_real(x) and math.isfinite(x) and lo_ok and x <= 1):
         raise ValueError(f"{name} must be a fraction in {'(0' if open_left else '[0'}, 1], got {x!r}")
     return float(x)
 
@@ -192,11 +196,16 @@ def warmup(schedule: Schedule, steps: int) -> Schedule:
 
 def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
     """``schedules[i]`` on ``[boundaries[i-1], boundaries[i])``, called with the step since its start."""
-    schedules, boundaries = list(schedules), [int(b) for b in boundaries]
+    schedules, boundaries = list(schedules), list(boundaries)
     if len(schedules) != len(boundaries) + 1:
-        raise ValueError("join needs len(schedules) == len(boundaries) + 1")
-    if any(b < 1 for b in boundaries) or boundaries != sorted(boundaries):
-        raise ValueError(f"boundaries must be increasing positive integers, got {boundaries}")
+        raise ValueError(f"join needs len(schedules) == len(boundaries) + 1, got {len(schedules)} schedules "
+                         f"and {len(boundaries)} boundaries")
+    if not all(callable(s) for s in schedules):
+        raise ValueError("schedules must be callables step -> lr")
+    if any(isinstance(b, (bool, np.bool_)) or not isinstance(b, (int, np.integer)) or b < 1 for b in boundaries) \
+            or any(b1 <= b0 for b0, b1 in zip(boundaries, boundaries[1:])):
+        raise ValueError(f"boundaries must be strictly increasing integers >= 1, got {boundaries}")
+    boundaries = [int(b) for b in boundaries]
     starts = [0] + boundaries
 
     def joined(step):
@@ -208,7 +217,8 @@ def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
     bps = list(boundaries)
     for sch, st in zip(schedules, starts):
         bps += [st + b for b in getattr(sch, "breakpoints", ())]
-    peak = max(getattr(s, "peak", np.nan) for s in schedules)
+    peaks = [float(getattr(s, "peak", np.nan)) for s in schedules]
+    peak = max(peaks) if all(np.isfinite(peaks)) else np.nan  # nan: unknown, the engine evaluates it
     return _tag(joined, "join", peak, None, bps, boundaries=boundaries,
                 parts=[getattr(s, "config", None) for s in schedules])
 

@@ -6,7 +6,8 @@ Methods (all use the step ``theta <- theta - (eta_r/B) sum_i W^T x_i (<W^T x_i, 
                   ``y = <x~, c*> + sqrt(P*) eps`` (exact in distribution for SGD), O(B d) per step;
   * ``expected``: the exact expected-loss recursion, deterministic, O(d) per step:
                   ``e_k(r+1) = g_k(eta_r) e_k(r) + n_k (eta_r^2/B) lam_k^2 P(r)``, ``P(r) = P* + sum_k e_k(r)``,
-                  ``g_k(eta) = 1 - 2 eta lam_k + eta^2 lam_k^2 (B+1)/B``, ``e_k(0) = w_k``.
+                  ``g_k(eta) = 1 - 2 eta lam_k + eta^2 lam_k^2 (B+1)/B``, ``e_k(0) = w_k``;
+                  with a constant lr it advances 16 steps per block, exactly (see :func:`_expected`).
 The loss reported for ``features`` and ``eigen`` is the exact population risk of the current iterate.
 Runs are recorded only at the grid steps, so 1e9 steps store ``len(grid)`` numbers.
 """
@@ -17,6 +18,7 @@ from typing import NamedTuple, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.linalg  # noqa: F401  (solve_triangular for the blocked recursion)
 import numpy as np
 
 from . import _x64  # noqa: F401
@@ -46,8 +48,8 @@ def log_grid(steps: int, num: int = 100) -> np.ndarray:
     """Unique int64 steps ``0, ..., steps``, log-spaced (every step at the start), ``<= num + 1`` points."""
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if num < 2:
-        raise ValueError(f"num must be >= 2, got {num}")
+    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 2:
+        raise ValueError(f"num must be an integer >= 2, got {num!r}")
     g = np.unique(np.round(np.geomspace(1, steps, num)).astype(np.int64))
     return np.concatenate([[0], g]).astype(np.int64)
 
@@ -78,13 +80,17 @@ def _advance(step_fn, carry, r0, r1, unroll):
     return jax.lax.fori_loop(r0 + nblk * unroll, r1, lambda r, c: step_fn(c, r), carry)
 
 
-def _run_grid(step_fn, loss_fn, carry0, grid, P0, unroll):
-    """Scan over grid intervals; returns losses at grid steps and the first blown-up grid step."""
+def _run_grid(step_fn, loss_fn, carry0, grid, P0, unroll, advance=None):
+    """Scan over grid intervals; returns losses at grid steps and the first blown-up grid step.
+
+    ``advance(carry, r0, r1)`` replaces the step-by-step loop when given (blocked constant-lr recursion)."""
     lim = BLOWUP * P0
+    if advance is None:
+        advance = functools.partial(_advance, step_fn, unroll=unroll)
 
     def interval(state, i):
         carry, div = state
-        carry = _advance(step_fn, carry, grid[i], grid[i + 1], unroll)
+        carry = advance(carry, grid[i], grid[i + 1])
         P = loss_fn(carry)
         bad = ~jnp.isfinite(P) | (P > lim)
         div = jnp.where((div < 0) & bad, grid[i + 1], div)
@@ -95,19 +101,66 @@ def _run_grid(step_fn, loss_fn, carry0, grid, P0, unroll):
     return jnp.concatenate([P_start[None], Ps]), div
 
 
-def _expected(lam, n, w, P_star, lr_scale, batch, grid, schedule):
+EXPECTED_BLOCK = 16      # steps per block of the constant-lr recursion (see _expected)
+EXPECTED_BLOCK_MAX = 2 ** 17  # above this many modes, blocking no longer pays (memory traffic of G, H)
+
+
+def _block_size(schedule, modes: int) -> int:
+    """Steps per block for ``_expected``: blocks only for constant schedules and moderate numbers of modes."""
+    if getattr(schedule, "name", None) != "constant" or modes > EXPECTED_BLOCK_MAX:
+        return 0
+    return EXPECTED_BLOCK if modes <= 2 ** 14 else EXPECTED_BLOCK // 2
+
+
+def _expected(lam, n, w, P_star, lr_scale, batch, grid, schedule, block=0):
+    """The exact recursion. With ``block = m > 0`` (constant lr only) it advances ``m`` steps at a time,
+    exactly: with ``G[k, j] = g_k^j`` and ``c_k = n_k (eta^2/B) lam_k^2``, the block's losses solve the
+    Volterra system ``P_j = P* + (G^T e)_j + sum_{i<j} Kr(j-1-i) P_i`` (``Kr(t) = sum_k c_k g_k^t``), i.e.
+    ``P = A (P* 1 + G^T e)`` with ``A = (I - T)^{-1}`` (T strictly lower Toeplitz; all terms positive, no
+    cancellation), then ``e <- g^m e + c * (H P)``, ``H[k, i] = g_k^{m-1-i}``. Per block: two ``d x m``
+    matrix-vector products instead of ``m`` loop iterations (3-4x faster on CPU at d ~ 1e3)."""
     B = jnp.asarray(batch, jnp.float64)
     a1, a2, a3 = 2.0 * lam, lam * lam * (B + 1.0) / B, n * lam * lam / B
+    P0 = P_star + jnp.sum(w)
 
-    def step(c, r):
-        e, P = c
-        eta = lr_scale * schedule(r)
-        g = 1.0 - eta * a1 + eta * eta * a2
-        e = g * e + (eta * eta * P) * a3
+    if not block:
+        def step(c, r):
+            e, P = c
+            eta = lr_scale * schedule(r)
+            g = 1.0 - eta * a1 + eta * eta * a2
+            e = g * e + (eta * eta * P) * a3
+            return e, P_star + jnp.sum(e)
+        return _run_grid(step, lambda c: c[1], (w, P0), grid, P0, unroll=8)
+
+    eta = lr_scale * schedule(0)  # constant schedule: g and c computed once
+    g, c = 1.0 - eta * a1 + eta * eta * a2, (eta * eta) * a3
+    j = jnp.arange(block)
+    G = g[:, None] ** j[None, :]                       # (modes, m): g^j
+    gm = g * G[:, -1]                                  # g^m
+    Kr = c @ G                                         # Kr(t), t = 0..m-1
+    lag = j[:, None] - 1 - j[None, :]
+    T = jnp.where(lag >= 0, Kr[jnp.clip(lag, 0, block - 1)], 0.0)
+    eye = jnp.eye(block, dtype=jnp.float64)
+    A = jax.scipy.linalg.solve_triangular(eye - T, eye, lower=True, unit_diagonal=True)
+    AP = P_star * jnp.sum(A, axis=1)
+    cH = c[:, None] * G[:, ::-1]                       # c_k g_k^{m-1-i}
+
+    def step(carry, r):
+        e, P = carry
+        e = g * e + c * P
         return e, P_star + jnp.sum(e)
 
-    P0 = P_star + jnp.sum(w)
-    return _run_grid(step, lambda c: c[1], (w, P0), grid, P0, unroll=8)
+    def blk(i, carry):
+        e = carry[0]
+        e = gm * e + cH @ (AP + A @ (e @ G))
+        return e, P_star + jnp.sum(e)
+
+    def advance(carry, r0, r1):
+        nb = (r1 - r0) // block
+        carry = jax.lax.fori_loop(0, nb, blk, carry)
+        return jax.lax.fori_loop(r0 + nb * block, r1, lambda r, cr: step(cr, r), carry)
+
+    return _run_grid(step, lambda cr: cr[1], (w, P0), grid, P0, unroll=1, advance=advance)
 
 
 def _eigen(lam, cstar, P_star, key, lr_scale, grid, schedule, batch, dtype):
@@ -153,7 +206,8 @@ def _simulate_jit(arrays, keys, lr_scales, grid, *, method, schedule, batch, dty
     """vmapped over lr_scales (outer) and keys (inner). Returns (n_lr, n_seed, n_grid), (n_lr, n_seed)."""
     if method == "expected":
         lam, n, w, P_star = arrays
-        f = jax.vmap(lambda s: _expected(lam, n, w, P_star, s, batch, grid, schedule))
+        block = _block_size(schedule, lam.shape[0])
+        f = jax.vmap(lambda s: _expected(lam, n, w, P_star, s, batch, grid, schedule, block))
         P, div = f(lr_scales)
         return P[:, None, :], div[:, None]
     if method == "eigen":
@@ -167,7 +221,8 @@ def _simulate_jit(arrays, keys, lr_scales, grid, *, method, schedule, batch, dty
 def seed_keys(key, seeds) -> jax.Array:
     """Keys for seed ids: ``fold_in(key, seed)``. The same seed id gives the same key in any sweep."""
     ids = np.arange(seeds) if np.ndim(seeds) == 0 else np.asarray(seeds)
-    if ids.ndim != 1 or ids.size < 1 or np.any(ids < 0):
+    if ids.ndim != 1 or ids.size < 1 or not np.issubdtype(ids.dtype, np.integer) or np.any(ids < 0) \
+            or np.any(ids >= 2 ** 32):
         raise ValueError(f"seeds must be a count >= 1 or a 1-d array of non-negative seed ids, got {seeds!r}")
     return jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.asarray(ids, jnp.uint32))
 
@@ -181,7 +236,9 @@ def _method_arrays(source, method):
     if method == "eigen":
         if not np.allclose(spec.n, 1.0):
             raise ValueError("method='eigen' needs unit multiplicities n (use plrf.spectrum.expand on a binned spectrum)")
-        cstar = np.sqrt(spec.w / spec.lam)  # |<u_k, theta*>|; signs are irrelevant for Gaussian features
+        # |<u_k, theta*>| (w_k = lam_k <u_k, theta*>^2; 0 on a zero eigenvalue); signs are irrelevant for
+        # Gaussian features
+        cstar = np.sqrt(np.divide(spec.w, spec.lam, out=np.zeros_like(spec.w), where=spec.lam > 0))
         return spec, (jnp.asarray(spec.lam), jnp.asarray(cstar), jnp.asarray(spec.P_star))
     if method == "features":
         if not isinstance(source, Instance):
@@ -191,6 +248,18 @@ def _method_arrays(source, method):
         return spec, tuple(jnp.asarray(a) for a in (W, np.sqrt(p.D), p.b, spec.lam, source.U,
                                                      source.theta_star, spec.P_star))
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
+def _peak(schedule, grid) -> float:
+    """``schedule.peak``; for an untagged closure, its maximum over every step (over the grid past 2^22 steps)."""
+    peak = getattr(schedule, "peak", None)
+    if peak is not None and np.isfinite(peak):
+        return float(peak)
+    at = np.arange(grid[-1] + 1) if grid[-1] <= 2 ** 22 else grid
+    vals = np.asarray(schedule(jnp.asarray(at)), dtype=np.float64)
+    if not np.all(np.isfinite(vals)) or np.any(vals < 0):
+        raise ValueError("schedule must return finite learning rates >= 0")
+    return float(np.max(vals))
 
 
 def run(source: Union[Spectrum, Instance], schedule, *, steps: int, batch: int = 1, method: str = "expected",
@@ -211,9 +280,7 @@ def run(source: Union[Spectrum, Instance], schedule, *, steps: int, batch: int =
     if dtype not in (jnp.float64, jnp.float32, np.float64, np.float32):
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
     spec, arrays = _method_arrays(source, method)
-    peak = getattr(schedule, "peak", None)
-    if peak is None:  # an untagged closure: evaluate it on the grid as a best effort
-        peak = float(np.max(np.asarray(schedule(jnp.asarray(grid)))))
+    peak = _peak(schedule, grid)
     check_lr(spec, float(peak * lr_scales.max()), int(batch), allow_unstable=allow_unstable)
     if method == "expected":
         keys = jnp.zeros((1,), jnp.uint32)  # unused
@@ -230,9 +297,10 @@ def run(source: Union[Spectrum, Instance], schedule, *, steps: int, batch: int =
 
 def _curve(grid, P, div, method) -> Curve:
     n = P.shape[0]
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         mean = P.mean(axis=0)
         se = P.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.zeros_like(mean)
+    se = np.where(np.isfinite(mean), se, np.inf)  # a diverged seed: mean and stderr inf, never NaN
     return Curve(grid, mean, se, P, div, method)
 
 
