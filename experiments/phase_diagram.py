@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 import time
 
 import numpy as np
@@ -78,11 +79,16 @@ def run(args):
     store = CellStore(args.out, cfg, overwrite=args.overwrite)
     ds = geometric_ladder(cfg["d_min"], cfg["d_max"], cfg["per_octave"])
     pts = points_of(cfg)
-    records = []
+    records, failed = [], []
     with Progress(len(pts) * len(ds), desc="phase diagram", unit="curves", quiet=args.quiet) as bar:
         for label, a, b in pts:
-            m = measure_frontier(a, b, ds, flops_max=cfg["flops_max"], c=cfg["c"], ratio=cfg["ratio"],
-                                 store=store, progress=lambda i, n: bar.update())
+            try:
+                m = measure_frontier(a, b, ds, flops_max=cfg["flops_max"], c=cfg["c"], ratio=cfg["ratio"],
+                                     store=store, progress=lambda i, n: bar.update())
+            except (ValueError, RuntimeError, FloatingPointError) as err:  # keep the rest of the diagram
+                warnings.warn(f"phase-diagram point ({a}, {b}) failed: {err}")
+                failed.append(dict(label=label, alpha=a, beta=b, error=str(err)))
+                continue
             rec = fit_record(m)
             rec["label"] = label
             records.append(rec)
@@ -90,7 +96,7 @@ def run(args):
                             f"eta {rec['eta_measured']:.3f}/{rec['eta_theory']:.3f}")
     store.finish(wall_time=time.time() - t0)
     meta = read_json(os.path.join(args.out, "results.json"))
-    meta.update(config=cfg, ladder=[int(d) for d in ds], points=records)
+    meta.update(config=cfg, ladder=[int(d) for d in ds], points=records, failed=failed)
     write_json(os.path.join(args.out, "results.json"), meta)
     plot_heatmaps(records, os.path.join(args.out, "phase_diagram.png"))
     plot_scatter(records, os.path.join(args.out, "measured_vs_theory.png"))
