@@ -116,7 +116,8 @@ class FrontierMeasurement(NamedTuple):
 
 
 def measure_frontier(alpha: float, beta: float, ds: Sequence[int], *, flops_max: float, store=None,
-                     progress=None, per_decade: int = 20, **kw) -> FrontierMeasurement:
+                     progress=None, per_decade: int = 20, slope_window: float = 2.0,
+                     **kw) -> FrontierMeasurement:
     """Curves for every d (cached in ``store``, a :class:`plrf.store.CellStore`, one cell per (alpha, beta, d),
     so an interrupted sweep resumes), then both Chinchilla fits and the phase's exponents."""
     import warnings
@@ -144,8 +145,8 @@ def measure_frontier(alpha: float, beta: float, ds: Sequence[int], *, flops_max:
     grid = np.logspace(math.log10(lo), math.log10(flops_max), int(math.ceil(per_decade * math.log10(flops_max / lo))) + 1)
     with warnings.catch_warnings():
         warnings.simplefilter("always", EdgeWarning)
-        fit = fit_frontier(data, approach=1, grid=grid)
-        fit2 = fit_frontier(data, approach=2, grid=grid)
+        fit = fit_frontier(data, approach=1, grid=grid, slope_window=slope_window)
+        fit2 = fit_frontier(data, approach=2, grid=grid, slope_window=slope_window)
     ex = exponents(alpha, beta)
     return FrontierMeasurement(float(alpha), float(beta), phase_point(alpha, beta).phase, curves, fit, fit2,
                                float(ex.xi), float(ex.eta))
