@@ -51,22 +51,6 @@ def geometric_ladder(d_min: float, d_max: float, per_octave: float = 1.0) -> np.
     return np.unique(np.round(np.geomspace(d_min, d_max, n)).astype(np.int64))
 
 
-def pad_to_bucket(spec: Spectrum, minimum: int = 64) -> Spectrum:
-    """Pad to the next power of two with inert modes (``n = 0``, ``w = 0``, at the smallest eigenvalue).
-
-    Such modes never carry loss (no initial weight, no noise injection), so the loss is unchanged; a few
-    bucket sizes mean a few compilations of the solver along a ladder instead of one per rung.
-    """
-    m = spec.lam.size
-    size = max(minimum, 1 << (m - 1).bit_length())
-    if size == m:
-        return spec
-    pad = size - m
-    lam = np.concatenate([np.full(pad, spec.lam.min()), spec.lam])
-    z = np.zeros(pad)
-    return Spectrum(lam, np.concatenate([z, spec.n]), np.concatenate([z, spec.w]), spec.P_star)
-
-
 def _default_spectrum(alpha, beta, d, v):
     from .deterministic import deterministic_spectrum
     return deterministic_spectrum(alpha, beta, d, v=v)
@@ -80,7 +64,6 @@ def ladder_curve(alpha: float, beta: float, d: int, *, flops_max: float, batch: 
     v = data_dim(alpha, d, ratio)
     if spectrum is None:
         spectrum = (spectrum_fn or _default_spectrum)(alpha, beta, d, v)
-    spectrum = pad_to_bucket(spectrum)
     lr = ladder_lr(alpha, d, c=c, ratio=ratio)
     steps = max(2, int(math.ceil(flops_max / (d * batch))))  # every rung reaches flops_max
     num = max(8, int(per_decade * math.log10(steps)) + 1)
