@@ -1,0 +1,338 @@
+"""Learning-rate schedules on one PLRF problem: eigen-SGD seeds vs the exact expected loss vs approximate predictors.
+
+One sampled W (v = 4d by default), peak lr = ``lr_frac * plrf.max_stable_lr``. Per schedule: eigen SGD
+(:func:`plrf.sweep.sweep`, mean +- standard error over seeds), the exact expected loss (:func:`plrf.expected_loss`,
+the per-step recursion), and the predictors of :mod:`theory.schedule_laws`: noise ODE, Qiu's adiabatic rule
+(a = 1/2), the equilibrium rule, the FSL (spectral and power-law constants), and the Tissue and multi-power laws
+fitted on the exact constant and cosine curves. Checks ``|mean - exact| / stderr`` at every grid point (3-sigma
+rule), tabulates max / final relative errors of every predictor, and scans the WSD cooldown fraction and the peak
+lr at the fixed horizon with the exact theory (:func:`theory.logtime.solve_logtime`) and with the fitted laws.
+Writes OUT/results.json, OUT/table.md, OUT/schedules.png and OUT/wsd_scan.png.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import numpy as np
+
+from . import options as opt
+
+DEFAULT_OUT = "runs/schedules"
+DEFAULT_SCHEDULES = ("constant", "cosine", "linear", "wsd-linear", "wsd-cosine", "wsd-1-sqrt", "step-8-1-1",
+                     "cosine-3")
+FIT_ON = ("constant", "cosine")
+Z_LIMIT = 3.0
+
+
+def add_arguments(p):
+    p.add_argument("--alpha", type=opt.positive_float, default=1.0, help="data spectrum exponent alpha > 0")
+    p.add_argument("--beta", type=opt.real, default=0.7, help="target exponent beta (2(alpha+beta) > 1)")
+    p.add_argument("--d", type=opt.int_at_least(2), default=256, help="number of parameters (features) d")
+    p.add_argument("--v", type=opt.int_at_least(2), default=None, help="data dimension v >= d (default 4d)")
+    p.add_argument("--batch", type=opt.int_at_least(1), default=1, help="batch size B")
+    p.add_argument("--steps", type=opt.big_int, default=10_000, help="horizon (number of SGD steps), e.g. 1e4")
+    p.add_argument("--lr-frac", type=opt.fraction, default=0.5,
+                   help="peak lr as a fraction in (0, 1) of plrf.max_stable_lr of the sampled spectrum")
+    p.add_argument("--seeds", type=opt.int_at_least(2), default=64, help="eigen-SGD seeds per schedule (>= 2)")
+    p.add_argument("--seed", type=opt.int_at_least(0), default=0, help="base seed (W and the SGD keys)")
+    p.add_argument("--schedules", nargs="+", default=list(DEFAULT_SCHEDULES), metavar="NAME",
+                   help="schedules (plrf.schedules.by_name names)")
+    p.add_argument("--cooldown", type=opt.fraction, default=0.2, help="cooldown fraction of the wsd-* schedules")
+    p.add_argument("--num", type=opt.int_at_least(4), default=60,
+                   help="log-spaced grid points (plus 41 uniformly spaced ones)")
+    p.add_argument("--err-from", type=opt.fraction, default=0.01,
+                   help="relative errors are taken over steps >= err_from * steps")
+    p.add_argument("--scan-cooldowns", type=opt.fraction, nargs="+",
+                   default=[0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5],
+                   help="WSD (linear) cooldown fractions scanned at the peak lr")
+    p.add_argument("--scan-lr-fracs", type=opt.fraction, nargs="+",
+                   default=[0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95],
+                   help="peak lr fractions of the max stable lr scanned for WSD (linear, --cooldown)")
+    p.add_argument("--mp-starts", type=opt.int_at_least(1), default=1,
+                   help="multi-start refinements of the multi-power fit")
+    opt.add_common(p, DEFAULT_OUT)
+
+
+def _validate(args):
+    from plrf.schedules import NAMES
+    bad = [s for s in args.schedules if s not in NAMES]
+    if bad:
+        raise ValueError(f"--schedules: unknown {bad}; valid names: {', '.join(NAMES)}")
+    if len(set(args.schedules)) != len(args.schedules):
+        raise ValueError(f"--schedules: duplicate names in {args.schedules}")
+    for name, vals in (("--lr-frac", [args.lr_frac]), ("--scan-lr-fracs", args.scan_lr_fracs)):
+        if any(x >= 1 for x in vals):
+            raise ValueError(f"{name} must be < 1 (a fraction of the max stable lr), got {vals}")
+    if args.v is not None and args.v < args.d:
+        raise ValueError(f"--v must be >= --d, got v={args.v} < d={args.d}")
+    if args.steps < 10:
+        raise ValueError(f"--steps must be >= 10, got {args.steps}")
+
+
+def _make(name, peak, steps, cooldown):
+    import plrf
+    kw = dict(cooldown=cooldown) if name.startswith("wsd-") else {}
+    return plrf.schedules.by_name(name, peak, steps, **kw)
+
+
+def _sgd(spec, schedule, *, args, key, grid):
+    """Mean and standard error over seeds of the eigen-SGD loss at the grid."""
+    import jax
+
+    from plrf.sweep import sweep
+    ndev = args.devices or len(jax.devices())
+    block = max(1, min(64, math.ceil(args.seeds / ndev)))  # vmap the seeds: far less per-step overhead on CPU
+    res = sweep(spec, schedule, steps=args.steps, method="eigen", key=key, seeds=args.seeds,
+                batches=(args.batch,), grid=grid, devices=args.devices, block=block, quiet=True)
+    L = res.loss[0, 0]
+    if np.any(res.diverged[0, 0] >= 0):
+        raise ValueError(f"eigen SGD blew up for schedule {schedule.name}; lower --lr-frac")
+    return L.mean(0), L.std(0, ddof=1) / math.sqrt(L.shape[0])
+
+
+def z_scores(mean, se, exact, steps):
+    """``(mean - exact) / se`` at the steps >= 1 (step 0 is deterministic: theta = 0 for every seed)."""
+    ok = (np.asarray(steps) >= 1) & (se > 0)
+    z = np.full(mean.shape, np.nan)
+    z[ok] = (mean[ok] - exact[ok]) / se[ok]
+    i = int(np.nanargmax(np.abs(z)))
+    return z, dict(max_abs_z=float(abs(z[i])), argmax_step=int(steps[i]), n_points=int(ok.sum()),
+                   n_over=int(np.sum(np.abs(z[ok]) > Z_LIMIT)), within=bool(np.all(np.abs(z[ok]) <= Z_LIMIT)),
+                   mean_z=float(np.mean(z[ok])), frac_negative=float(np.mean(z[ok] < 0)))
+
+
+def run(args):
+    import jax
+
+    import plrf
+    from plrf import store
+    from plrf.progress import Progress
+    from theory import schedule_laws as SL
+
+    t0 = time.time()
+    _validate(args)
+    v = args.v if args.v is not None else 4 * args.d
+    problem = plrf.Problem(args.alpha, args.beta, v, args.d)
+    k_w, k_sgd = jax.random.split(jax.random.key(args.seed))
+    spec = plrf.sample_spectrum(problem, key=k_w)
+    lr_max = float(plrf.max_stable_lr(spec, args.batch))
+    peak = args.lr_frac * lr_max
+    T = args.steps
+    grid = np.union1d(plrf.log_grid(T, args.num), np.linspace(0, T, 41).astype(np.int64))
+    names = list(args.schedules)
+    scheds = {n: _make(n, peak, T, args.cooldown) for n in dict.fromkeys(names + list(FIT_ON))}
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    say(f"plrf schedules: d={args.d}, v={v}, B={args.batch}, {T} steps, peak lr {peak:.4g} "
+        f"({args.lr_frac:g} x max stable {lr_max:.4g}), {args.seeds} seeds")
+
+    # exact expected loss (per-step recursion) and eigen SGD
+    exact = {n: plrf.expected_loss(spec, s, steps=T, batch=args.batch, grid=grid).loss for n, s in scheds.items()}
+    sim, zinfo = {}, {}
+    t_sim = time.time()
+    from plrf.schedules import NAMES
+    with Progress(len(names), desc="eigen SGD", unit="schedule", quiet=args.quiet) as bar:
+        for n in names:
+            key = jax.random.fold_in(k_sgd, NAMES.index(n))   # a schedule's seeds do not depend on the others
+            m, se = _sgd(spec, scheds[n], args=args, key=key, grid=grid)
+            z, zinfo[n] = z_scores(m, se, exact[n], grid)
+            sim[n] = dict(mean=m, stderr=se, z=z)
+            bar.update()
+    t_sim = time.time() - t_sim
+    say(f"exact + eigen SGD: {time.time() - t0:.0f}s")
+
+    # predictors
+    t_pred = time.time()
+    Tc = T + 2  # the adiabatic rule reads the constant run up to step ceil(tau(T) / peak) + 1 (rounding)
+    const_grid = np.union1d(np.append(grid, Tc), plrf.log_grid(Tc, 400))
+    const_curve = (const_grid, plrf.expected_loss(spec, plrf.schedules.constant(peak), steps=Tc, batch=args.batch,
+                                                  grid=const_grid).loss)
+    B = args.batch
+    preds = {
+        "noise-ode": lambda s, **kw: SL.noise_ode(spec, s, batch=B, **kw),
+        "adiabatic (a=1/2)": lambda s, **kw: SL.adiabatic(spec, s, batch=B, const_curve=const_curve, **kw),
+        "equilibrium": lambda s, **kw: SL.adiabatic(spec, s, batch=B, rule="equilibrium",
+                                                     const_curve=const_curve, **kw),
+        "fsl-spectral": lambda s, **kw: SL.fsl(spec, s, batch=B, kind="spectral", **kw),
+        "fsl-powerlaw": lambda s, **kw: SL.fsl(spec, s, batch=B, alpha=args.alpha, beta=args.beta, **kw),
+    }
+    fit_curves = [(scheds[n], grid, exact[n]) for n in FIT_ON]
+    tissue = SL.fit_tissue(fit_curves)
+    mpow = SL.fit_multipower(fit_curves, starts=args.mp_starts)
+    preds["tissue (fit)"] = tissue.predict
+    preds["multi-power (fit)"] = mpow.predict
+    from_step = max(1, int(round(args.err_from * T)))
+    pred_loss, rows = {}, []
+    for n in names:
+        for pn, f in preds.items():
+            lo = np.asarray(f(scheds[n], steps=T, grid=grid).loss, dtype=np.float64)
+            pred_loss[n, pn] = lo
+            rows.append(SL.ErrorRow(n, pn, *SL.relative_errors(lo, exact[n], grid, from_step=from_step)))
+    t_pred = time.time() - t_pred
+    say(f"predictors: {t_pred:.0f}s")
+
+    # scans at the fixed horizon: WSD (linear) cooldown fraction at the peak lr; peak lr at --cooldown
+    t_scan = time.time()
+    scan_c = _scan(spec, [plrf.schedules.wsd(peak, T, cooldown=c) for c in args.scan_cooldowns],
+                   args.scan_cooldowns, T, B, tissue, mpow)
+    scan_lr = _scan(spec, [plrf.schedules.wsd(f * lr_max, T, cooldown=args.cooldown) for f in args.scan_lr_fracs],
+                    args.scan_lr_fracs, T, B, tissue, mpow)
+    t_scan = time.time() - t_scan
+
+    config = dict(command="schedules", alpha=args.alpha, beta=args.beta, d=args.d, v=v, batch=B, steps=T,
+                  lr_frac=args.lr_frac, seeds=args.seeds, seed=args.seed, schedules=names, cooldown=args.cooldown,
+                  num=args.num, err_from=args.err_from, scan_cooldowns=list(args.scan_cooldowns),
+                  scan_lr_fracs=list(args.scan_lr_fracs), mp_starts=args.mp_starts, fit_on=list(FIT_ON))
+    os.makedirs(args.out, exist_ok=True)
+    table = [r._asdict() for r in rows]
+    results = dict(
+        config=config, metadata=store.metadata(config, wall_time=time.time() - t0),
+        timings=dict(total=time.time() - t0, sgd=t_sim, predictors=t_pred, scans=t_scan),
+        max_stable_lr=lr_max, peak_lr=peak, P_star=float(spec.P_star), P0=float(spec.P0), steps=grid,
+        schedules={n: dict(config=scheds[n].config, lr=np.asarray(scheds[n](np.maximum(grid - 1, 0))),
+                           exact=exact[n], sim_mean=sim[n]["mean"], sim_stderr=sim[n]["stderr"], z=sim[n]["z"],
+                           agreement=zinfo[n], predictions={pn: pred_loss[n, pn] for pn in preds})
+                   for n in names},
+        max_abs_z={n: zinfo[n]["max_abs_z"] for n in names},
+        agreement_3sigma={n: zinfo[n]["within"] for n in names},
+        error_table=table, error_from_step=from_step,
+        fits=dict(tissue=tissue._asdict(), multipower=mpow._asdict(), fit_on=list(FIT_ON)),
+        wsd_cooldown_scan=scan_c, lr_scan=scan_lr)
+    store.write_json(os.path.join(args.out, "results.json"), results)
+    md = _table_md(rows, names, list(preds), from_step, zinfo, scan_c, scan_lr, config, peak, lr_max)
+    with open(os.path.join(args.out, "table.md"), "w") as f:
+        f.write(md)
+    plot_schedules(grid, names, scheds, exact, sim, pred_loss, list(preds), config, peak,
+                   os.path.join(args.out, "schedules.png"))
+    plot_scans(scan_c, scan_lr, config, os.path.join(args.out, "wsd_scan.png"))
+    results["timings"]["total"] = time.time() - t0
+    store.write_json(os.path.join(args.out, "results.json"), results)
+    say(md)
+    say(f"wrote {args.out}/results.json, table.md, schedules.png, wsd_scan.png in {time.time() - t0:.0f}s")
+    return results
+
+
+def _scan(spec, schedules, values, T, B, tissue, mpow):
+    """Final loss at T for each schedule: exact (log-time solver) and the two fitted laws; the optima."""
+    from theory.logtime import solve_logtime
+    g = np.array([0, T])
+    ex = np.array([solve_logtime(spec, s, steps=T, batch=B, grid=g).loss[-1] for s in schedules])
+    out = dict(values=list(values), exact=ex)
+    i = int(np.argmin(ex))
+    out["exact_opt"] = dict(value=float(values[i]), loss=float(ex[i]))
+    for name, fit in (("tissue", tissue), ("multipower", mpow)):
+        lo = np.array([fit.predict(s, steps=T, grid=g).loss[-1] for s in schedules])
+        j = int(np.nanargmin(np.where(np.isfinite(lo), lo, np.inf)))
+        out[name] = lo
+        out[f"{name}_opt"] = dict(value=float(values[j]), predicted_loss=float(lo[j]), exact_loss_at=float(ex[j]),
+                                  regret=float(ex[j] / ex[i] - 1.0))
+    return out
+
+
+def _table_md(rows, names, pnames, from_step, zinfo, scan_c, scan_lr, cfg, peak, lr_max):
+    err = {(r.schedule, r.predictor): r for r in rows}
+    L = [f"# plrf schedules: alpha={cfg['alpha']}, beta={cfg['beta']}, d={cfg['d']}, v={cfg['v']}, "
+         f"B={cfg['batch']}, T={cfg['steps']}, peak lr {peak:.4g} = {cfg['lr_frac']:g} x max stable {lr_max:.4g}",
+         "", f"Relative error |pred - exact| / exact: max over steps >= {from_step} / final (step {cfg['steps']}). "
+         f"Tissue and multi-power are fitted on the exact {' + '.join(FIT_ON)} curves.", "",
+         "| predictor | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for pn in pnames:
+        L.append(f"| {pn} | " + " | ".join(f"{err[n, pn].max_rel:.2%} / {err[n, pn].final_rel:.2%}"
+                                           for n in names) + " |")
+    L += ["", f"eigen SGD ({cfg['seeds']} seeds) vs exact: max |z| over the grid (3-sigma rule):", "",
+          "| schedule | max abs z | at step | points with abs z > 3 |", "|---|---|---|---|"]
+    for n in names:
+        z = zinfo[n]
+        L.append(f"| {n} | {z['max_abs_z']:.2f} | {z['argmax_step']} | {z['n_over']} / {z['n_points']} |")
+    L += ["", "Optima at the fixed horizon (final loss):", "",
+          "| scan | exact optimum | Tissue optimum (exact loss there, regret) | multi-power optimum (exact loss, regret) |",
+          "|---|---|---|---|"]
+    for lab, s in (("WSD-linear cooldown fraction", scan_c), ("WSD peak lr / max stable", scan_lr)):
+        e, t, m = s["exact_opt"], s["tissue_opt"], s["multipower_opt"]
+        L.append(f"| {lab} | {e['value']:g} (loss {e['loss']:.4e}) | {t['value']:g} ({t['exact_loss_at']:.4e}, "
+                 f"{t['regret']:+.2%}) | {m['value']:g} ({m['exact_loss_at']:.4e}, {m['regret']:+.2%}) |")
+    return "\n".join(L) + "\n"
+
+
+STYLES = {"noise-ode": ("C0", "-"), "adiabatic (a=1/2)": ("C1", "-"), "equilibrium": ("C2", "-"),
+          "fsl-spectral": ("C4", "-"), "fsl-powerlaw": ("C5", ":"), "tissue (fit)": ("C6", "--"),
+          "multi-power (fit)": ("C8", "--")}
+
+
+def plot_schedules(grid, names, scheds, exact, sim, pred_loss, pnames, cfg, peak, path):
+    """Per schedule: loss (log-log), deviation from exact (log x), lr schedule."""
+    from matplotlib.gridspec import GridSpec
+
+    from .plotting import plt, save
+    ncol = min(4, len(names))
+    nblk = math.ceil(len(names) / ncol)
+    height = 7.9 * nblk + 1.2
+    fig = plt.figure(figsize=(4.3 * ncol, height))
+    gs = GridSpec(4 * nblk - 1, ncol, figure=fig, height_ratios=([3, 2, 1.1, 0.75] * nblk)[:-1], hspace=0.08,
+                  wspace=0.28, top=1 - 1.2 / height, bottom=0.04, left=0.07, right=0.98)
+    s = grid[1:]
+    handles = None
+    for i, n in enumerate(names):
+        b, c = divmod(i, ncol)
+        ax = fig.add_subplot(gs[4 * b, c])
+        ax2 = fig.add_subplot(gs[4 * b + 1, c], sharex=ax)
+        ax3 = fig.add_subplot(gs[4 * b + 2, c], sharex=ax)
+        m, se, ex = sim[n]["mean"][1:], sim[n]["stderr"][1:], exact[n][1:]
+        ax.fill_between(s, m - se, m + se, color="0.55", alpha=0.45, lw=0, label="eigen SGD mean ± s.e.")
+        ax.plot(s, ex, "k-", lw=1.6, label="exact expected loss")
+        ax2.fill_between(s, -se / ex, se / ex, color="0.55", alpha=0.45, lw=0)
+        ax2.plot(s, m / ex - 1, color="0.3", lw=0.8)
+        for pn in pnames:
+            col, ls = STYLES.get(pn, (None, "-"))
+            p = pred_loss[n, pn][1:]
+            ax.plot(s, p, color=col, ls=ls, lw=1.0, label=pn)
+            ax2.plot(s, p / ex - 1, color=col, ls=ls, lw=1.0)
+        ax2.axhline(0, color="k", lw=0.7)
+        ax.set(xscale="log", yscale="log", title=n)
+        ax.set_ylim(0.7 * ex.min(), 1.5 * ex.max())
+        ax2.set_ylim(-0.3, 0.3)
+        ax2.set_yticks([-0.2, 0, 0.2])
+        ax3.plot(s, np.asarray(scheds[n](s - 1)) / peak, "k-", lw=1.0)
+        ax3.set_ylim(-0.05, 1.1)
+        ax3.set_xlabel("SGD step $t$")
+        if c == 0:
+            ax.set_ylabel("loss $P$")
+            ax2.set_ylabel("pred / exact − 1")
+            ax3.set_ylabel(r"$\eta_t/\eta_{peak}$")
+        for a in (ax, ax2):
+            plt.setp(a.get_xticklabels(), visible=False)
+            a.grid(alpha=0.3, which="major")
+        ax3.grid(alpha=0.3)
+        if handles is None:
+            handles = ax.get_legend_handles_labels()
+    fig.legend(*handles, loc="upper center", ncol=5, fontsize=9, bbox_to_anchor=(0.5, 1 - 0.45 / height))
+    fig.suptitle(rf"PLRF $\alpha$={cfg['alpha']}, $\beta$={cfg['beta']}, d={cfg['d']}, v={cfg['v']}, "
+                 f"B={cfg['batch']}, T={cfg['steps']}, peak lr {peak:.3g} ({cfg['lr_frac']:g} × max stable); "
+                 f"{cfg['seeds']} seeds; wsd cooldown {cfg['cooldown']:g}; middle row: prediction / exact − 1 "
+                 "(grey: SGD mean / exact − 1 and ± s.e. band)", y=1 - 0.1 / height, fontsize=11)
+    save(fig, path)
+
+
+def plot_scans(scan_c, scan_lr, cfg, path):
+    from .plotting import new_figure, save
+    fig, axes = new_figure(2, 1, width=5.4, height=4.0)
+    for ax, sc, xl, ttl in ((axes[0, 0], scan_c, "cooldown fraction of the horizon",
+                             f"WSD-linear at peak lr {cfg['lr_frac']:g} × max stable"),
+                            (axes[0, 1], scan_lr, r"peak lr / max stable lr",
+                             f"WSD-linear, cooldown {cfg['cooldown']:g}")):
+        x = np.asarray(sc["values"])
+        ax.plot(x, sc["exact"], "ko-", ms=4, label="exact theory")
+        for key, col, lab in (("tissue", "C6", "Tissue (fit)"), ("multipower", "C8", "multi-power (fit)")):
+            y = np.asarray(sc[key], dtype=float)
+            ax.plot(x, y, "s--", color=col, ms=3.5, lw=1, label=lab)
+            o = sc[f"{key}_opt"]
+            ax.plot([o["value"]], [o["exact_loss_at"]], "*", color=col, ms=13, mec="k", mew=0.5,
+                    label=f"{lab} optimum {o['value']:g}: exact loss (regret {o['regret']:+.1%})")
+        e = sc["exact_opt"]
+        ax.plot([e["value"]], [e["loss"]], "*", color="k", ms=13, label=f"exact optimum {e['value']:g}")
+        ax.set(yscale="log", xlabel=xl, ylabel=f"final loss at T = {cfg['steps']}", title=ttl)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    save(fig, path)

@@ -1,0 +1,143 @@
+"""End-to-end runs of ``plrf schedules`` and ``plrf collapse`` (tiny sizes) into tmp_path, and their option errors.
+
+References: the closed-form initial loss ``P(0) = sum_{j<=v} j^{-2a-2b}``, the closed-form WSD schedule, the eigen-SGD
+mean against the exact expectation (Monte Carlo z-scores), the definition of Delta (sample std / mean over sizes)
+recomputed from the stored normalized curves, and the definitions of the horizon families.
+"""
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import cli
+
+jax.config.update("jax_enable_x64", True)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _run(argv):
+    return cli.main([str(a) for a in argv])
+
+
+def _load(out):
+    with open(out / "results.json") as f:
+        return json.load(f)
+
+
+def _is_png(path):
+    with open(path, "rb") as f:
+        return f.read(8) == PNG_MAGIC
+
+
+def test_schedules_end_to_end(tmp_path):
+    out = tmp_path / "sch"
+    assert _run(["schedules", "--d", 32, "--steps", 300, "--seeds", 16, "--schedules", "constant", "wsd-linear",
+                 "--num", 20, "--lr-frac", 0.25, "--scan-cooldowns", 0.1, 0.3, "--scan-lr-fracs", 0.3, 0.6,
+                 "--out", out, "--quiet"]) == 0
+    res = _load(out)
+    for key in ("config", "metadata", "steps", "schedules", "max_abs_z", "agreement_3sigma", "error_table",
+                "fits", "wsd_cooldown_scan", "lr_scan", "peak_lr", "max_stable_lr"):
+        assert key in res, key
+    assert res["metadata"]["x64"] is True
+    steps = np.asarray(res["steps"])
+    assert steps[0] == 0 and steps[-1] == 300 and np.all(np.diff(steps) > 0)
+    assert res["peak_lr"] == pytest.approx(0.25 * res["max_stable_lr"], rel=1e-12)
+    P0 = np.sum(np.arange(1, 129, dtype=float) ** (-3.4))  # v = 4d = 128, closed form
+    for name in ("constant", "wsd-linear"):
+        s = res["schedules"][name]
+        mean, se, ex = (np.asarray(s[k], dtype=float) for k in ("sim_mean", "sim_stderr", "exact"))
+        # step 0: theta = 0 for every seed: both equal P(0) (1e-12 relative)
+        assert mean[0] == pytest.approx(P0, rel=1e-12) and ex[0] == pytest.approx(P0, rel=1e-12)
+        # the stored z-scores and max |z| are (mean - exact)/se at steps >= 1 (1e-9)
+        z = (mean[1:] - ex[1:]) / se[1:]
+        assert res["max_abs_z"][name] == pytest.approx(np.max(np.abs(z)), rel=1e-9)
+        assert s["agreement"]["n_points"] == steps.size - 1
+        assert res["agreement_3sigma"][name] == bool(np.all(np.abs(z) <= 3))
+        # Monte Carlo (16 seeds; the per-seed loss is right-skewed, so single points may reach |z| ~ 5):
+        # the bulk of the grid agrees: median |z| < 1.5 (Gaussian: 0.67) and <= 10% of points beyond 3
+        assert np.median(np.abs(z)) < 1.5 and np.mean(np.abs(z) > 3) <= 0.1, z
+        assert ex[-1] < 0.2 * ex[0]
+    # closed-form WSD: lr_t = peak min(1, (T - t) / (0.2 T)), recorded at step t - 1 (the last lr used)
+    lr = np.asarray(res["schedules"]["wsd-linear"]["lr"], dtype=float)
+    t = np.maximum(steps - 1, 0).astype(float)
+    assert np.allclose(lr, res["peak_lr"] * np.clip((300 - t) / 60.0, 0, 1), rtol=1e-12, atol=0)
+    # error table: the adiabatic rules reproduce the constant run they are built from (1e-6, interpolation
+    # at shared nodes); every row present; relative errors finite
+    rows = {(r["schedule"], r["predictor"]): r for r in res["error_table"]}
+    assert len(rows) == 2 * 7
+    assert rows["constant", "adiabatic (a=1/2)"]["max_rel"] < 1e-6
+    assert rows["constant", "equilibrium"]["max_rel"] < 1e-6
+    assert all(np.isfinite(r["max_rel"]) and r["max_rel"] >= r["final_rel"] >= 0 for r in rows.values())
+    # scans: the exact optimum is the argmin of the exact losses; a law's choice cannot beat it (regret >= 0)
+    for scan, vals in (("wsd_cooldown_scan", [0.1, 0.3]), ("lr_scan", [0.3, 0.6])):
+        sc = res[scan]
+        assert sc["values"] == vals
+        ex = np.asarray(sc["exact"])
+        assert sc["exact_opt"]["value"] == vals[int(np.argmin(ex))]
+        for law in ("tissue", "multipower"):
+            o = sc[f"{law}_opt"]
+            assert o["exact_loss_at"] == ex[vals.index(o["value"])] and o["regret"] >= 0
+    text = (out / "table.md").read_text()
+    assert "wsd-linear" in text and "multi-power (fit)" in text
+    assert _is_png(out / "schedules.png") and _is_png(out / "wsd_scan.png")
+
+
+def test_collapse_end_to_end(tmp_path):
+    out = tmp_path / "col"
+    assert _run(["collapse", "--d", 16, 24, 32, "--h-min", 8, "--h-max", 128, "--h-flops", 1e6, "--seeds", 6,
+                 "--num", 20, "--families", "optimal", "2x", "exp+0.5", "--out", out, "--quiet"]) == 0
+    res = _load(out)
+    for key in ("config", "metadata", "horizon_ladder", "T_opt", "L0", "L0_fit", "families"):
+        assert key in res, key
+    assert set(res["families"]) == {"optimal", "2x", "exp+0.5"}
+    T_opt = np.asarray(res["T_opt"])
+    hl = res["horizon_ladder"]
+    ds = np.array([16, 24, 32.0])
+    # T*(d) = (d / coef)^{1/xi} / d (B = 1), increasing in d
+    assert np.allclose(T_opt, (ds / hl["coef"]) ** (1 / hl["xi"]) / ds, rtol=1e-12)
+    assert np.all(np.diff(T_opt) > 0) and hl["g"] == pytest.approx(1 / hl["xi"] - 1, rel=1e-12)
+    fam = res["families"]
+    assert fam["optimal"]["T"] == np.maximum(1, np.round(T_opt)).astype(int).tolist()
+    assert fam["2x"]["T"] == np.maximum(1, np.round(2 * T_opt)).astype(int).tolist()
+    # exp+0.5: T ~ d^{g + 1/2} (rounded to integers: ratio within 1/T_min)
+    Te = np.asarray(fam["exp+0.5"]["T"], dtype=float)
+    assert np.log(Te[-1] / Te[0]) / np.log(2.0) == pytest.approx(hl["g"] + 0.5, abs=2.0 / Te[0] / np.log(2))
+    for name, r in fam.items():
+        x = np.asarray(r["x"])
+        l = np.asarray(r["l_exact"], dtype=float)
+        assert l.shape == (3, x.size) and x[-1] == 1.0 and np.all((x > 0) & (x <= 1))
+        assert np.allclose(l[:, -1], 1.0, rtol=1e-12)  # normalized by the final loss
+        # Delta of the exact curves = sample std (ddof=1) / mean over sizes (1e-10)
+        assert np.allclose(r["delta_sizes"], l.std(0, ddof=1) / l.mean(0), rtol=1e-10, atol=1e-14)
+        for k in ("delta", "sigma", "delta_noise"):
+            a = np.asarray(r[k], dtype=float)
+            assert a.shape == x.shape and np.all(np.isfinite(a[:-1])), k
+        s = r["summary"]
+        assert 0 <= s["frac_late_below_sigma"] <= 1 and s["sigma_late"] > 0
+        assert s["supercollapse"] == (s["frac_late_below_sigma"] == 1.0)
+        # Monte Carlo: the seed mean of the final loss vs the exact expectation, within a factor 1.5
+        # (6 seeds, per-seed relative spread sigma(1) < 0.5 here, so the mean is within ~3 s.e. of it)
+        sim, ex = np.asarray(r["sim_final_mean"]), np.asarray(r["exact_final"])
+        assert np.all(np.abs(np.log(sim / ex)) < np.log(1.5)), (sim, ex)
+    assert 0 <= res["L0"] < min(min(r["exact_final"]) for r in fam.values())
+    assert _is_png(out / "collapse.png")
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["schedules", "--schedules", "constant", "bogus"], "--schedules"),
+    (["schedules", "--lr-frac", "1.5"], "--lr-frac"),
+    (["schedules", "--lr-frac", "1"], "--lr-frac"),
+    (["schedules", "--cooldown", "0"], "--cooldown"),
+    (["schedules", "--seeds", "1"], "--seeds"),
+    (["collapse", "--schedule", "nope"], "--schedule"),
+    (["collapse", "--d", "32", "64"], "--d"),
+    (["collapse", "--alpha", "0.4"], "--alpha"),
+    (["collapse", "--families", "2x"], "--families"),
+])
+def test_bad_options_exit_2(argv, option, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        _run(argv + ["--out", tmp_path / "x", "--quiet"])
+    assert exc.value.code == 2
+    assert option in capsys.readouterr().err
