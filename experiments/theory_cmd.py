@@ -141,27 +141,10 @@ def _spectrum(args, a, b, d, v):
 # ---------------------------------------------------------------------------------------------------------
 # computation
 
-def intrinsic_time(lr, steps: int, at) -> np.ndarray:
-    """``s(r) = 2 sum_{u<r} eta_u`` at the integer steps ``at``; ``lr``: numpy step -> lr (theory.volterra).
-
-    Exact cumulative sum up to 2^20 steps; beyond, the trapezoid rule between integer nodes minus
-    ``(eta(r) - eta(0))/2`` (Euler-Maclaurin), which is exact on each segment where the lr is linear and for
-    a jump between adjacent nodes (the schedule's breakpoints are nodes).
-    """
-    at = np.asarray(at, dtype=np.int64)
-    if steps <= 2 ** 20:
-        eta = lr(np.arange(steps, dtype=np.float64))
-        cum = np.concatenate([[0.0], np.cumsum(eta)])
-        return 2.0 * cum[at]
-    from theory.logtime import find_jumps
-    jumps = find_jumps(lr, steps)
-    nodes = np.unique(np.concatenate([np.arange(0, 4096), np.linspace(0, steps, 2 ** 20 + 1).round(),
-                                      np.geomspace(1, steps, 2 ** 14).round(), at, jumps, jumps - 1]))
-    nodes = nodes[(nodes >= 0) & (nodes <= steps)].astype(np.float64)
-    eta = lr(nodes)
-    trap = np.concatenate([[0.0], np.cumsum(np.diff(nodes) * (eta[1:] + eta[:-1]) / 2)])
-    idx = np.searchsorted(nodes, at)
-    return 2.0 * (trap[idx] - (eta[idx] - eta[0]) / 2)
+def intrinsic_time(schedule, at) -> np.ndarray:
+    """``s(r) = 2 sum_{u<r} eta_u`` at the integer steps ``at`` (twice :func:`theory.schedule_laws.intrinsic_time`)."""
+    from theory.schedule_laws import intrinsic_time as tau
+    return 2.0 * tau(schedule, np.asarray(at, dtype=np.int64))
 
 
 def theory_curve(spec, schedule, *, alpha, beta, d, v, batch, steps, num):
@@ -169,13 +152,12 @@ def theory_curve(spec, schedule, *, alpha, beta, d, v, batch, steps, num):
     import plrf
     from theory import components as C
     from theory.logtime import solve_logtime
-    from theory.volterra import lr_function
 
     curve = solve_logtime(spec, schedule, steps=steps, batch=batch, num=num)
     r = np.asarray(curve.steps)[1:]
     loss = np.asarray(curve.loss)[1:]
     peak = float(schedule.peak)
-    s = intrinsic_time(lr_function(schedule), steps, r)
+    s = intrinsic_time(schedule, r)
     kn = float(plrf.kernel_norm(spec, peak, batch))
     present_ac = 2 * alpha > 1 and 2 * beta > 1
     with warnings.catch_warnings():  # the window is recorded and drawn instead (see `in_window`)

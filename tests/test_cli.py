@@ -4,7 +4,6 @@ References: the eigen-SGD mean against the exact expected loss (Monte Carlo, sta
 log-time loss against the per-step recursion ``plrf.expected_loss`` on the same spectrum, closed-form sums for the
 intrinsic time of schedules. Default run: about a minute (jit compilations dominate).
 """
-import json
 import math
 
 import jax
@@ -15,25 +14,10 @@ import plrf
 from experiments import cli
 from experiments.theory_cmd import intrinsic_time
 from plrf.spectrum import Spectrum
-from theory.volterra import lr_function
 
 jax.config.update("jax_enable_x64", True)
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def _run(argv):
-    return cli.main([str(a) for a in argv])
-
-
-def _load(out):
-    with open(out / "results.json") as f:
-        return json.load(f)
-
-
-def _is_png(path):
-    with open(path, "rb") as f:
-        return f.read(8) == PNG_MAGIC
+from cli_util import is_png as _is_png, load_results as _load, run_cli as _run  # noqa: E402
 
 
 def _registered():
@@ -169,11 +153,11 @@ def test_intrinsic_time_closed_forms():
     # sum_{u<r} cos(pi u / T) = sin(pi r / 2T) cos(pi (r - 1) / 2T) / sin(pi / 2T)
     x = math.pi / (2 * T)
     csum = np.sin(x * r) * np.cos(x * (r - 1)) / math.sin(x)
-    np.testing.assert_allclose(intrinsic_time(lr_function(cos), T, r), peak * (r + csum), rtol=1e-9)
+    np.testing.assert_allclose(intrinsic_time(cos, r), peak * (r + csum), rtol=1e-9)
     drops = plrf.schedules.eight_one_one(peak, T)  # peak, then /sqrt(10) from 0.8 T, /10 from 0.9 T
     b1, b2 = 2_400_000, 2_700_000
     exact = peak * (np.minimum(r, b1) + np.clip(r - b1, 0, b2 - b1) * 10 ** -0.5 + np.clip(r - b2, 0, None) * 0.1)
-    np.testing.assert_allclose(intrinsic_time(lr_function(drops), T, r), 2 * exact, rtol=1e-9)
+    np.testing.assert_allclose(intrinsic_time(drops, r), 2 * exact, rtol=1e-9)
 
 
 # ---------------------------------------------------------------------------------------------------------

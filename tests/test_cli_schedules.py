@@ -4,7 +4,6 @@ References: the closed-form initial loss ``P(0) = sum_{j<=v} j^{-2a-2b}``, the c
 mean against the exact expectation (Monte Carlo z-scores), the definition of Delta (sample std / mean over sizes)
 recomputed from the stored normalized curves, and the definitions of the horizon families.
 """
-import json
 
 import jax
 import numpy as np
@@ -14,21 +13,7 @@ from experiments import cli
 
 jax.config.update("jax_enable_x64", True)
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def _run(argv):
-    return cli.main([str(a) for a in argv])
-
-
-def _load(out):
-    with open(out / "results.json") as f:
-        return json.load(f)
-
-
-def _is_png(path):
-    with open(path, "rb") as f:
-        return f.read(8) == PNG_MAGIC
+from cli_util import is_png as _is_png, load_results as _load, run_cli as _run  # noqa: E402
 
 
 def test_schedules_end_to_end(tmp_path):
