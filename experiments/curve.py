@@ -17,9 +17,9 @@ def add_arguments(p):
     p.add_argument("--alpha", type=opt.positive_float, default=1.0, help="data spectrum exponent alpha > 0")
     p.add_argument("--beta", type=opt.real, default=0.7, help="target exponent beta (2(alpha+beta) > 1)")
     p.add_argument("--d", type=opt.int_at_least(1), default=256, help="number of parameters (features) d")
-    p.add_argument("--v", type=opt.int_at_least(1), default=None, help="data dimension v >= d (default 4d)")
+    p.add_argument("--v", type=opt.int_at_least(1), default=None, help="data dimension v >= d; None = 4d")
     p.add_argument("--lr", type=opt.positive_float, default=None,
-                   help="peak learning rate eta (default 0.5 / sum_{j<=v} j^{-2 alpha})")
+                   help="peak learning rate eta; None = 0.5 / sum_{j<=v} j^{-2 alpha}")
     p.add_argument("--batch", type=opt.int_at_least(1), default=1, help="batch size B")
     p.add_argument("--steps", type=opt.big_int, default=10_000, help="number of SGD steps (e.g. 1e5)")
     p.add_argument("--schedule", default="constant", help="schedule name: " + ", ".join(_schedule_names()))

@@ -46,4 +46,4 @@ def add_common(p, out_default):
     p.add_argument("--out", default=out_default, help="output directory (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--devices", type=int_at_least(1), default=None,
-                   help="number of devices to shard runs over (default: all visible)")
+                   help="number of devices to shard runs over; None = all visible")
