@@ -263,12 +263,12 @@ def test_zero_eigenvalue_mode_is_inert():
 
 
 def test_eigen_block_drawn_normals_equal_stepwise(mc_instance, monkeypatch):
-    # the eigen method draws the normals of up to 32 steps in one call; the numbers are those of step-by-step
+    # the eigen method draws the normals of up to 64 steps in one call; the numbers are those of step-by-step
     # draws fold_in(key, r), so the curves agree to rounding (1e-12 relative; bit-identical on CPU so far)
     sim = importlib.import_module("plrf.simulate")   # the module (plrf.simulate is also the function)
     spec = mc_instance.spectrum
     lr = 0.5 * plrf.max_stable_lr(spec, 2)
-    assert sim._rng_block(2, spec.lam.size) == 32 and sim._rng_block(64, 4096) == 1
+    assert sim._rng_block(2, spec.lam.size) == 64 and sim._rng_block(64, 4096) == 1
     kw = dict(steps=333, batch=2, key=jax.random.key(9), seeds=3, num=25)   # 333: blocks plus remainders
     blocked = plrf.simulate(spec, S.cosine(lr, 333), **kw)
     calls = []
