@@ -48,6 +48,8 @@ import plrf
 from plrf import schedules as sch
 from plrf.spectrum import Spectrum
 
+from .volterra import check_batch as _check_batch, check_steps as _check_steps
+
 EXACT_LIMIT = 2 ** 24     # exact per-step sums up to here
 _CHUNK = 2 ** 20          # per-step lr evaluated in chunks of this size
 _HEAD = 2 ** 16           # the first steps are always summed exactly (fast early structure)
@@ -204,18 +206,6 @@ def _grid(steps, grid, num=100):
     if g.ndim != 1 or g[0] != 0 or np.any(np.diff(g) <= 0) or g[-1] != steps:
         raise ValueError(f"grid must be strictly increasing integers from 0 to steps={steps}")
     return g
-
-
-def _check_steps(steps):
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    return int(steps)
-
-
-def _check_batch(batch):
-    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
-        raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
-    return int(batch)
 
 
 # ---------------------------------------------------------------------------------------------------------
