@@ -9,6 +9,8 @@ Methods (all use the step ``theta <- theta - (eta_r/B) sum_i W^T x_i (<W^T x_i, 
                   ``g_k(eta) = 1 - 2 eta lam_k + eta^2 lam_k^2 (B+1)/B``, ``e_k(0) = w_k``;
                   with a constant lr it advances 16 steps per block, exactly (see :func:`_expected`).
 The loss reported for ``features`` and ``eigen`` is the exact population risk of the current iterate.
+Their Gaussian draws come from :mod:`plrf.rng` (``rng='plrf'``, default: Philox-4x32-10 + an exact ziggurat,
+~2x cheaper than ``jax.random.normal``) or from ``jax.random.normal(fold_in(key, r), ...)`` (``rng='jax'``).
 Runs are recorded only at the grid steps, so 1e9 steps store ``len(grid)`` numbers.
 """
 from __future__ import annotations
@@ -22,11 +24,13 @@ import jax.scipy.linalg  # noqa: F401  (solve_triangular for the blocked recursi
 import numpy as np
 
 from . import _x64  # noqa: F401
+from . import rng as _rng
 from .problem import Instance, feature_matrix
 from .spectrum import Spectrum
 from .stability import check_lr
 
 METHODS = ("expected", "eigen", "features")
+RNGS = ("plrf", "jax")  # Gaussian draws: plrf.rng (Philox + exact ziggurat) or jax.random.normal
 BLOWUP = 1e8  # a loss above BLOWUP * P(0) (or not finite) counts as diverged
 
 
@@ -166,20 +170,33 @@ def _expected(lam, n, w, P_star, lr_scale, batch, grid, schedule, block=0):
 RNG_BLOCK_ELEMS = 2 ** 16  # normals drawn per call when SGD steps draw theirs in blocks (see _rng_block)
 
 
-def _rng_block(batch: int, d: int) -> int:
-    """Steps whose Gaussian draws are generated in one call: up to 64, about 2^16 numbers per call
-    (at most 0.5 MB of float64 draws per seed in flight)."""
-    return int(max(1, min(64, RNG_BLOCK_ELEMS // (batch * (d + 1)))))
+def _rng_block(batch: int, d: int, width: int = 1) -> int:
+    """Steps whose Gaussian draws are generated in one call: up to 64, about 2^16 numbers per call over the
+    ``width`` runs vmapped together (0.5 MB of float64 draws in flight; larger blocks fall out of cache:
+    a 64-seed sweep at d = 1024 runs 1.4x faster with one step per call than with 64)."""
+    return int(max(1, min(64, RNG_BLOCK_ELEMS // (width * batch * (d + 1)))))
 
 
-def _eigen(lam, cstar, P_star, key, lr_scale, grid, schedule, batch, dtype):
-    """SGD in K's eigenbasis. Step r draws ``z = normal(fold_in(key, r), (B, d + 1))``; the draws of up to 64
-    consecutive steps are generated in one vectorized call (the same numbers, ~1.8x less time: the float64
-    normals cost ~30x the SGD arithmetic)."""
+def _draws(key, shape, rng, dtype):
+    """``draws(steps)``: the standard normals of the given steps, shape ``steps.shape + shape``; step r's draws
+    depend on (key, r) only. ``rng='plrf'``: :func:`plrf.rng.normal` (key -> Philox key once per run);
+    ``rng='jax'``: ``jax.random.normal(fold_in(key, r), shape)``."""
+    n = int(np.prod(shape))
+    if rng == "plrf":
+        pkey = _rng.run_key(key)
+        return lambda rs: _rng.normal(pkey, rs, n).reshape(jnp.shape(rs) + tuple(shape)).astype(dtype)
+    one = lambda r: jax.random.normal(jax.random.fold_in(key, r), shape, dtype=dtype)  # noqa: E731
+    return lambda rs: one(rs) if jnp.ndim(rs) == 0 else jax.vmap(one)(rs)
+
+
+def _eigen(lam, cstar, P_star, key, lr_scale, grid, schedule, batch, dtype, rng="plrf", width=1):
+    """SGD in K's eigenbasis. Step r draws ``z`` of shape ``(B, d + 1)`` (see :func:`_draws`); the draws of up to
+    64 consecutive steps are generated in one vectorized call (the same numbers, less time: the float64 normals
+    cost far more than the SGD arithmetic)."""
     lam, cstar = lam.astype(dtype), cstar.astype(dtype)
     sq, noise = jnp.sqrt(lam), jnp.sqrt(P_star).astype(dtype)
     d = lam.shape[0]
-    draw = lambda r: jax.random.normal(jax.random.fold_in(key, r), (batch, d + 1), dtype=dtype)  # noqa: E731
+    draw = _draws(key, (batch, d + 1), rng, dtype)
 
     def update(c, z, r):
         x = z[:, :d] * sq
@@ -190,14 +207,14 @@ def _eigen(lam, cstar, P_star, key, lr_scale, grid, schedule, batch, dtype):
     def step(c, r):
         return update(c, draw(r), r)
 
-    m = _rng_block(batch, d)
+    m = _rng_block(batch, d, width)
 
     def advance(c, r0, r1):
         nb = (r1 - r0) // m
 
         def blk(i, c):
             rs = r0 + i * m + jnp.arange(m)
-            zs = jax.vmap(draw)(rs)
+            zs = draw(rs)
             return jax.lax.scan(lambda c, zr: (update(c, *zr), None), c, (zs, rs))[0]
         c = jax.lax.fori_loop(0, nb, blk, c)
         return jax.lax.fori_loop(r0 + nb * m, r1, lambda r, c: step(c, r), c)
@@ -209,12 +226,13 @@ def _eigen(lam, cstar, P_star, key, lr_scale, grid, schedule, batch, dtype):
     return _run_grid(step, loss, c0, grid, loss(c0), unroll=1, advance=advance if m > 1 else None)
 
 
-def _features(W, sqrtD, b, lam, U, theta_star, P_star, key, lr_scale, grid, schedule, batch, dtype):
+def _features(W, sqrtD, b, lam, U, theta_star, P_star, key, lr_scale, grid, schedule, batch, dtype, rng="plrf"):
     W, sqrtD, b = W.astype(dtype), sqrtD.astype(dtype), b.astype(dtype)
     v, d = W.shape
+    draw = _draws(key, (batch, v), rng, dtype)
 
     def step(theta, r):
-        x = jax.random.normal(jax.random.fold_in(key, r), (batch, v), dtype=dtype) * sqrtD
+        x = draw(r) * sqrtD
         f = x @ W
         resid = f @ theta - x @ b
         eta = (lr_scale * schedule(r)).astype(dtype)
@@ -228,8 +246,8 @@ def _features(W, sqrtD, b, lam, U, theta_star, P_star, key, lr_scale, grid, sche
     return _run_grid(step, loss, t0, grid, loss(t0), unroll=1)
 
 
-@functools.partial(jax.jit, static_argnames=("method", "schedule", "batch", "dtype"))
-def _simulate_jit(arrays, keys, lr_scales, grid, *, method, schedule, batch, dtype):
+@functools.partial(jax.jit, static_argnames=("method", "schedule", "batch", "dtype", "rng"))
+def _simulate_jit(arrays, keys, lr_scales, grid, *, method, schedule, batch, dtype, rng):
     """vmapped over lr_scales (outer) and keys (inner). Returns (n_lr, n_seed, n_grid), (n_lr, n_seed)."""
     if method == "expected":
         lam, n, w, P_star = arrays
@@ -239,10 +257,17 @@ def _simulate_jit(arrays, keys, lr_scales, grid, *, method, schedule, batch, dty
         return P[:, None, :], div[:, None]
     if method == "eigen":
         lam, cstar, P_star = arrays
-        run = lambda k, s: _eigen(lam, cstar, P_star, k, s, grid, schedule, batch, dtype)
+        width = keys.shape[0] * lr_scales.shape[0]   # runs vmapped together
+        run = lambda k, s: _eigen(lam, cstar, P_star, k, s, grid, schedule, batch, dtype, rng, width)
     else:
-        run = lambda k, s: _features(*arrays, k, s, grid, schedule, batch, dtype)
+        run = lambda k, s: _features(*arrays, k, s, grid, schedule, batch, dtype, rng)
     return jax.vmap(lambda s: jax.vmap(lambda k: run(k, s))(keys))(lr_scales)
+
+
+def check_rng(rng) -> str:
+    if rng not in RNGS:
+        raise ValueError(f"rng must be one of {RNGS}, got {rng!r}")
+    return rng
 
 
 def seed_keys(key, seeds) -> jax.Array:
@@ -292,7 +317,7 @@ def _peak(schedule, grid) -> float:
 
 def run(source: Union[Spectrum, Instance], schedule, *, steps: int, batch: int = 1, method: str = "expected",
         key: Optional[jax.Array] = None, seeds: Union[int, Sequence[int]] = 1, lr_scales=(1.0,),
-        grid=None, num: int = 100, allow_unstable: bool = False, dtype=jnp.float64):
+        grid=None, num: int = 100, allow_unstable: bool = False, dtype=jnp.float64, rng: str = "plrf"):
     """Raw runs: losses of shape ``(n_lr, n_seed, n_grid)`` and blow-up steps ``(n_lr, n_seed)``.
 
     ``lr_scales`` multiplies the schedule (vmapped); seeds are vmapped. See :func:`simulate`.
@@ -307,6 +332,7 @@ def run(source: Union[Spectrum, Instance], schedule, *, steps: int, batch: int =
         raise ValueError(f"lr_scales must be finite and > 0, got {lr_scales}")
     if dtype not in (jnp.float64, jnp.float32, np.float64, np.float32):
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
+    check_rng(rng)
     spec, arrays = _method_arrays(source, method)
     peak = _peak(schedule, grid)
     check_lr(spec, float(peak * lr_scales.max()), int(batch), allow_unstable=allow_unstable)
@@ -319,7 +345,8 @@ def run(source: Union[Spectrum, Instance], schedule, *, steps: int, batch: int =
             raise TypeError("key must be a typed PRNG key from jax.random.key(seed)")
         keys = seed_keys(key, seeds)
     P, div = _simulate_jit(arrays, keys, jnp.asarray(lr_scales), jnp.asarray(grid), method=method,
-                           schedule=schedule, batch=int(batch), dtype=jnp.dtype(dtype).type)
+                           schedule=schedule, batch=int(batch), dtype=jnp.dtype(dtype).type,
+                           rng=rng)
     return grid, np.asarray(P), np.asarray(div)
 
 
@@ -334,7 +361,8 @@ def _curve(grid, P, div, method) -> Curve:
 
 def simulate(source: Union[Spectrum, Instance], schedule, *, steps: int, batch: int = 1,
              method: str = "eigen", key: Optional[jax.Array] = None, seeds: Union[int, Sequence[int]] = 1,
-             grid=None, num: int = 100, allow_unstable: bool = False, dtype=jnp.float64) -> Curve:
+             grid=None, num: int = 100, allow_unstable: bool = False, dtype=jnp.float64,
+             rng: str = "plrf") -> Curve:
     """Run one-pass SGD for ``steps`` steps with ``schedule`` (a closure step -> lr) and batch ``batch``.
 
     ``source`` is a :class:`Spectrum` (methods ``expected``, ``eigen``) or an :class:`Instance` (all three).
@@ -342,9 +370,10 @@ def simulate(source: Union[Spectrum, Instance], schedule, *, steps: int, batch: 
     same seed gives the same curve whatever else is run alongside. The peak learning rate is checked
     against both stability edges first (:func:`plrf.stability.check_lr`). A run that blows up anyway
     (``allow_unstable=True``) reports the grid step where it did in ``diverged_step`` and ``inf`` after it.
+    ``rng`` chooses the Gaussian generator of ``eigen``/``features`` (:data:`RNGS`; see the module docstring).
     """
     grid, P, div = run(source, schedule, steps=steps, batch=batch, method=method, key=key, seeds=seeds,
-                       grid=grid, num=num, allow_unstable=allow_unstable, dtype=dtype)
+                       grid=grid, num=num, allow_unstable=allow_unstable, dtype=dtype, rng=rng)
     return _curve(grid, P[0], div[0], method)
 
 

@@ -38,7 +38,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from . import _x64  # noqa: F401
 from .problem import Instance, Problem, sample_instance, sample_spectrum
 from .progress import Progress
-from .simulate import (METHODS, _block_size as _expected_block, _check_grid, _eigen, _expected, _features,
+from .simulate import (METHODS, _block_size as _expected_block, _check_grid, _eigen, _expected, _features, check_rng,
                        _method_arrays, _peak, log_grid, seed_keys)
 from .spectrum import Spectrum
 from .stability import check_lr
@@ -116,8 +116,8 @@ def _agree(x):
 # ---------------------------------------------------------------------------------------------------------
 # the sharded block call
 
-@functools.partial(jax.jit, static_argnames=("method", "schedule", "batch", "dtype", "impl"))
-def _block_call(arrays, kd, scales, bvals, grid, *, method, schedule, batch, dtype, impl):
+@functools.partial(jax.jit, static_argnames=("method", "schedule", "batch", "dtype", "impl", "rng"))
+def _block_call(arrays, kd, scales, bvals, grid, *, method, schedule, batch, dtype, impl, rng):
     """``block`` runs on one device (vmapped): losses (block, n_grid) and blow-up steps (block,)."""
     if method == "expected":
         lam, n, w, P_star = arrays
@@ -126,13 +126,15 @@ def _block_call(arrays, kd, scales, bvals, grid, *, method, schedule, batch, dty
     keys = jax.random.wrap_key_data(kd, impl=impl)
     if method == "eigen":
         lam, cstar, P_star = arrays
-        run = lambda k, s: _eigen(lam, cstar, P_star, k, s, grid, schedule, batch, dtype)  # noqa: E731
+        width = kd.shape[0]   # runs vmapped together in this call
+        run = lambda k, s: _eigen(lam, cstar, P_star, k, s, grid, schedule, batch, dtype, rng, width)  # noqa: E731
     else:
-        run = lambda k, s: _features(*arrays, k, s, grid, schedule, batch, dtype)  # noqa: E731
+        run = lambda k, s: _features(*arrays, k, s, grid, schedule, batch, dtype, rng)  # noqa: E731
     return jax.vmap(run)(keys, scales)
 
 
-def _execute(mesh, arrays, kd, scales, bvals, grid, *, method, schedule, batch, dtype, impl, block, bar):
+def _execute(mesh, arrays, kd, scales, bvals, grid, *, method, schedule, batch, dtype, impl, block, bar,
+             rng="plrf"):
     """All runs, ``block`` per device per call; padding to a multiple of ``devices * block`` dropped.
 
     Each call lays ``devices * block`` runs on the run axis with ``NamedSharding(mesh, P("runs"))``; every
@@ -172,7 +174,8 @@ def _execute(mesh, arrays, kd, scales, bvals, grid, *, method, schedule, batch, 
             arr_d, grid_d = local[dev]
             put = lambda x: jax.device_put(x[lo:hi], dev)  # noqa: E731
             outs.append(_block_call(arr_d, put(kd), put(scales), put(bvals), grid_d, method=method,
-                                    schedule=schedule, batch=batch, dtype=dtype, impl=impl))
+                                    schedule=schedule, batch=batch, dtype=dtype, impl=impl,
+                                    rng=rng))
         pending.append(outs)
         if len(pending) > INFLIGHT:
             collect()
@@ -214,11 +217,11 @@ def sweep(source: Union[Spectrum, Instance], schedule, *, steps: int, method: st
           key: Optional[jax.Array] = None, seeds: Union[int, Sequence[int]] = 1, lr_scales=(1.0,),
           batches=(1,), devices=None, num: int = 100, grid=None, allow_unstable: bool = False,
           block: Optional[int] = None, dtype=jnp.float64, quiet: bool = False,
-          desc: str = "sweep") -> SweepResult:
+          desc: str = "sweep", rng: str = "plrf") -> SweepResult:
     """One-pass SGD runs for every batch x lr scale x seed, sharded over ``devices``.
 
-    ``source``/``schedule``/``steps``/``method``/``key``/``seeds``/``grid``/``num``/``allow_unstable``/``dtype``
-    as in :func:`plrf.simulate.run` (losses at the grid steps; ``lr_scales`` multiply the schedule).
+    ``source``/``schedule``/``steps``/``method``/``key``/``seeds``/``grid``/``num``/``allow_unstable``/``dtype``/
+    ``rng`` as in :func:`plrf.simulate.run` (losses at the grid steps; ``lr_scales`` multiply the schedule).
     ``batches``: batch sizes; one compiled program per batch for ``eigen``/``features`` (the batch sets
     array shapes), a single vmapped program for ``expected`` (the batch is a traced scalar there).
     ``devices``: ``None`` (all, global on multi-host), a count, or a list. ``block``: runs per device per
@@ -235,6 +238,7 @@ def sweep(source: Union[Spectrum, Instance], schedule, *, steps: int, method: st
     if dtype not in (jnp.float64, jnp.float32, np.float64, np.float32):
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
     dtype = jnp.dtype(dtype).type
+    check_rng(rng)
     spec, arrays = _method_arrays(source, method)
     arrays = tuple(np.asarray(a) for a in arrays)
     peak = _peak(schedule, grid)                     # as plrf.run: .peak, else the max over the steps
@@ -271,7 +275,8 @@ def sweep(source: Union[Spectrum, Instance], schedule, *, steps: int, method: st
         with Progress(bs.size * _n_calls(scales.size, per), desc=desc, unit="calls", quiet=not show) as bar:
             for b in bs:
                 Pl, dv = _execute(mesh, arrays, kd, scales, bvals, grid, method=method, schedule=schedule,
-                                  batch=int(b), dtype=dtype, impl=impl, block=block, bar=bar)
+                                  batch=int(b), dtype=dtype, impl=impl, block=block, bar=bar,
+                                  rng=rng)
                 losses.append(Pl.reshape(lrs.size, ids.size, -1))
                 divs.append(dv.reshape(lrs.size, ids.size))
         loss, div = np.stack(losses), np.stack(divs)
@@ -310,7 +315,8 @@ def ladder(problem: Problem, ds: Sequence[int], schedule=None, *, steps: Union[i
            key: jax.Array, method: str = "expected", seeds: Union[int, Sequence[int]] = 1, lr_scales=(1.0,),
            batches=(1,), schedule_fn: Optional[Callable] = None, source_fn: Optional[Callable] = None,
            devices=None, num: int = 100, out=None, overwrite: bool = False, quiet: bool = False,
-           allow_unstable: bool = False, block: Optional[int] = None, dtype=jnp.float64) -> Results:
+           allow_unstable: bool = False, block: Optional[int] = None, dtype=jnp.float64,
+           rng: str = "plrf") -> Results:
     """Sweeps at every model size ``d`` in ``ds`` (``problem.with_d(d)``, same ``v/d``): one cell per d.
 
     The ladder loops over d (one compiled program per size) rather than vmapping: sizes change array
@@ -354,7 +360,7 @@ def ladder(problem: Problem, ds: Sequence[int], schedule=None, *, steps: Union[i
     k_src, k_run = jax.random.split(key)
     config = {"kind": "ladder", "v_over_d": problem.v / problem.d, "method": method, "seeds": seed_ids,
               "lr_scales": lrs, "batches": bs, "num": num, "key": key, "block": block,
-              "dtype": jnp.dtype(dtype).name, "allow_unstable": allow_unstable,
+              "dtype": jnp.dtype(dtype).name, "allow_unstable": allow_unstable, "rng": rng,
               "steps": steps if not callable(steps) else to_jsonable(steps),
               "schedule": to_jsonable(schedule) if schedule is not None else None,
               "schedule_fn": to_jsonable(schedule_fn) if schedule_fn is not None else None,
@@ -397,7 +403,7 @@ def ladder(problem: Problem, ds: Sequence[int], schedule=None, *, steps: Union[i
             src = _agree_source(source_fn(p_d, key=jax.random.fold_in(k_src, d)))
             res = sweep(src, sch, steps=steps_d, method=method, key=jax.random.fold_in(k_run, d), seeds=seed_ids,
                         lr_scales=lrs, batches=bs, devices=devices, num=num, allow_unstable=allow_unstable,
-                        block=block, dtype=dtype, quiet=True)
+                        block=block, dtype=dtype, quiet=True, rng=rng)
             spec = _spectrum_of(src)
             arrays = {"steps": res.steps, "loss": res.loss, "diverged": res.diverged,
                       "P_star": np.float64(spec.P_star), "P0": np.float64(spec.P0),
