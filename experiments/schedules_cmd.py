@@ -4,8 +4,10 @@ One sampled W (v = 4d by default), peak lr = ``lr_frac * plrf.max_stable_lr``. P
 (:func:`plrf.sweep.sweep`, mean +- standard error over seeds), the exact expected loss (:func:`plrf.expected_loss`,
 the per-step recursion), and the predictors of :mod:`theory.schedule_laws`: noise ODE, Qiu's adiabatic rule
 (a = 1/2), the equilibrium rule, the FSL (spectral and power-law constants), and the Tissue and multi-power laws
-fitted on the exact constant and cosine curves. Checks ``|mean - exact| / stderr`` at every grid point (3-sigma
-rule), tabulates max / final relative errors of every predictor, and scans the WSD cooldown fraction and the peak
+fitted on the exact constant and cosine curves. Compares the seed mean with the exact curve
+(:func:`plrf.montecarlo.agreement`): ``|mean - exact| / stderr`` at every grid point (the 3-sigma rule), the
+number of points over 3 expected under a correct model, and a simultaneous 99.73% bootstrap-t band over the whole
+grid (the family-wise version of "3 sigma"). Tabulates max / final relative errors of every predictor, and scans the WSD cooldown fraction and the peak
 lr at the fixed horizon with the exact theory (:func:`theory.logtime.solve_logtime`) and with the fitted laws.
 Writes OUT/results.json, OUT/table.md, OUT/schedules.png and OUT/wsd_scan.png.
 """
@@ -89,18 +91,15 @@ def _sgd(spec, schedule, *, args, key, grid):
     L = res.loss[0, 0]
     if np.any(res.diverged[0, 0] >= 0):
         raise ValueError(f"eigen SGD blew up for schedule {schedule.name}; lower --lr-frac")
-    return L.mean(0), L.std(0, ddof=1) / math.sqrt(L.shape[0])
+    return L
 
 
-def z_scores(mean, se, exact, steps):
-    """``(mean - exact) / se`` at the steps >= 1 (step 0 is deterministic: theta = 0 for every seed)."""
-    ok = (np.asarray(steps) >= 1) & (se > 0)
-    z = np.full(mean.shape, np.nan)
-    z[ok] = (mean[ok] - exact[ok]) / se[ok]
-    i = int(np.nanargmax(np.abs(z)))
-    return z, dict(max_abs_z=float(abs(z[i])), argmax_step=int(steps[i]), n_points=int(ok.sum()),
-                   n_over=int(np.sum(np.abs(z[ok]) > Z_LIMIT)), within=bool(np.all(np.abs(z[ok]) <= Z_LIMIT)),
-                   mean_z=float(np.mean(z[ok])), frac_negative=float(np.mean(z[ok] < 0)))
+def skewness(L) -> float:
+    """Largest sample skewness of the per-seed losses over the grid points with spread (heavy right tails)."""
+    c = L - L.mean(0)
+    sd = np.sqrt(np.mean(c * c, axis=0))
+    ok = sd > 0
+    return float(np.max(np.mean(c[:, ok] ** 3, axis=0) / sd[ok] ** 3)) if np.any(ok) else 0.0
 
 
 def run(args):
@@ -128,6 +127,8 @@ def run(args):
         f"({args.lr_frac:g} x max stable {lr_max:.4g}), {args.seeds} seeds")
 
     # exact expected loss (per-step recursion) and eigen SGD
+    from plrf.montecarlo import agreement
+    k_boot = jax.random.fold_in(k_sgd, 2 ** 20)   # bootstrap resamples (not a seed of any run)
     exact = {n: plrf.expected_loss(spec, s, steps=T, batch=args.batch, grid=grid).loss for n, s in scheds.items()}
     sim, zinfo = {}, {}
     t_sim = time.time()
@@ -135,9 +136,11 @@ def run(args):
     with Progress(len(names), desc="eigen SGD", unit="schedule", quiet=args.quiet) as bar:
         for n in names:
             key = jax.random.fold_in(k_sgd, NAMES.index(n))   # a schedule's seeds do not depend on the others
-            m, se = _sgd(spec, scheds[n], args=args, key=key, grid=grid)
-            z, zinfo[n] = z_scores(m, se, exact[n], grid)
-            sim[n] = dict(mean=m, stderr=se, z=z)
+            L = _sgd(spec, scheds[n], args=args, key=key, grid=grid)
+            m, se = L.mean(0), L.std(0, ddof=1) / math.sqrt(L.shape[0])
+            ag = agreement(L, exact[n], grid, key=jax.random.fold_in(k_boot, NAMES.index(n)), z_limit=Z_LIMIT)
+            zinfo[n] = dict(ag.as_dict(), skewness=skewness(L))
+            sim[n] = dict(mean=m, stderr=se, z=ag.z)
             bar.update()
     t_sim = time.time() - t_sim
     say(f"exact + eigen SGD: {time.time() - t0:.0f}s")
@@ -196,6 +199,7 @@ def run(args):
                    for n in names},
         max_abs_z={n: zinfo[n]["max_abs_z"] for n in names},
         agreement_3sigma={n: zinfo[n]["within"] for n in names},
+        agreement_band={n: zinfo[n]["within_band"] for n in names},
         error_table=table, error_from_step=from_step,
         fits=dict(tissue=tissue._asdict(), multipower=mpow._asdict(), fit_on=list(FIT_ON)),
         wsd_cooldown_scan=scan_c, lr_scan=scan_lr)
@@ -240,11 +244,16 @@ def _table_md(rows, names, pnames, from_step, zinfo, scan_c, scan_lr, cfg, peak,
     for pn in pnames:
         L.append(f"| {pn} | " + " | ".join(f"{err[n, pn].max_rel:.2%} / {err[n, pn].final_rel:.2%}"
                                            for n in names) + " |")
-    L += ["", f"eigen SGD ({cfg['seeds']} seeds) vs exact: max |z| over the grid (3-sigma rule):", "",
-          "| schedule | max abs z | at step | points with abs z > 3 |", "|---|---|---|---|"]
+    L += ["", f"eigen SGD ({cfg['seeds']} seeds) vs exact: z = (mean - exact) / stderr at every grid point; points "
+          "over 3 (observed / expected under a correct model, bootstrap); simultaneous 99.73% bootstrap-t band c "
+          "for max |z| over the grid, its p-value; largest skewness of the per-seed loss:", "",
+          "| schedule | max abs z | at step | abs z > 3: observed / expected / points | band c | p | within band "
+          "| skewness |", "|---|---|---|---|---|---|---|---|"]
     for n in names:
         z = zinfo[n]
-        L.append(f"| {n} | {z['max_abs_z']:.2f} | {z['argmax_step']} | {z['n_over']} / {z['n_points']} |")
+        L.append(f"| {n} | {z['max_abs_z']:.2f} | {z['argmax_step']} | {z['n_over']} / {z['expected_over']:.1f} / "
+                 f"{z['n_points']} | {z['band']:.2f} | {z['p_value']:.2f} | {'yes' if z['within_band'] else 'NO'} "
+                 f"| {z['skewness']:.1f} |")
     L += ["", "Optima at the fixed horizon (final loss):", "",
           "| scan | exact optimum | Tissue optimum (exact loss there, regret) | multi-power optimum (exact loss, regret) |",
           "|---|---|---|---|"]

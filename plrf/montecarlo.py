@@ -27,7 +27,7 @@ from . import _x64  # noqa: F401
 
 
 class Agreement(NamedTuple):
-    """Simulated mean vs exact curve on a grid (points with ``se > 0`` only; step 0 is deterministic)."""
+    """Simulated mean vs exact curve on a grid (points with ``se > 1e-12 |mean|`` only: step 0 is deterministic)."""
     z: np.ndarray            # (n_grid,) pointwise z-scores (nan where se = 0)
     max_abs_z: float
     argmax_step: int
@@ -78,7 +78,7 @@ def agreement(per_seed, exact, steps, *, key: jax.Array, level: float = 0.9973, 
     n = L.shape[0]
     mean = L.mean(0)
     se = L.std(0, ddof=1) / np.sqrt(n)
-    ok = se > 0
+    ok = se > 1e-12 * np.abs(mean)   # points deterministic up to rounding (step 0: theta = 0 for all seeds) are skipped
     if not np.any(ok):
         raise ValueError("no grid point has a positive standard error (identical seeds?)")
     z = np.full(mean.shape, np.nan)

@@ -40,6 +40,9 @@ def test_schedules_end_to_end(tmp_path):
         assert res["max_abs_z"][name] == pytest.approx(np.max(np.abs(z)), rel=1e-9)
         assert s["agreement"]["n_points"] == steps.size - 1
         assert res["agreement_3sigma"][name] == bool(np.all(np.abs(z) <= 3))
+        ag = s["agreement"]   # the bootstrap band: a finite critical value above the pointwise max over noise
+        assert ag["seeds"] == 16 and ag["band"] > 1 and 0 < ag["p_value"] <= 1 and ag["expected_over"] >= 0
+        assert res["agreement_band"][name] == (ag["max_abs_z"] <= ag["band"])
         # Monte Carlo (16 seeds; the per-seed loss is right-skewed, so single points may reach |z| ~ 5):
         # the bulk of the grid agrees: median |z| < 1.5 (Gaussian: 0.67) and <= 10% of points beyond 3
         assert np.median(np.abs(z)) < 1.5 and np.mean(np.abs(z) > 3) <= 0.1, z
