@@ -5,7 +5,9 @@ Prints one table:
     B = 1, alpha = 1.0, beta = 0.7, constant lr = 0.5 / sum_j j^{-2 alpha} (the authors' step size);
   * the ratio eigen / features at d = 1024 (target >= 100x);
   * ``expected`` mode-steps/s (d x steps / s) in float64 (target >= 1e9 at d = 1024), constant and cosine;
-  * a 64-seed ``eigen`` sweep (vmapped seeds) against 64 single-seed runs (cost ratio, < 1 is a gain).
+  * ``eigen`` with ``rng='jax'`` (jax.random.normal, threefry) next to the default ``rng='plrf'`` (Philox + ziggurat);
+  * 64-seed sweeps (vmapped seeds) against 64 single-seed runs (cost ratio, < 1 is a gain): ``eigen`` at every d,
+    ``features`` at d <= 1024 (vmapping seeds turns its two matrix-vector products per step into matrix products).
 Compile time is excluded: every configuration is run once first (compile + run, reported separately as
 "first call"), then timed ``--repeats`` times with identical shapes and schedule objects; the best time is
 kept (the machine may be shared, the load average is printed).
@@ -59,7 +61,7 @@ def main(argv=None):
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 1024, 4096])
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
-    rows, extra = [], {}
+    rows, extra, sweeps = [], {}, []
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f} at start; float64; compile time excluded (warm-up call first)")
     key = jax.random.key(0)
@@ -78,20 +80,25 @@ def main(argv=None):
             kw = dict(method=method, num=20) | ({} if method == "expected" else dict(key=key))
             run = lambda n, src=src, kw=kw: plrf.simulate(src, sched, steps=n, **kw)  # noqa: E731
             rows.append(measure(d, method, run, steps, args.repeats))
+            if method == "eigen" and d == 1024:   # the jax.random.normal generator, for comparison
+                rows.append(measure(d, "eigen/rng=jax", lambda n: plrf.simulate(spec, sched, steps=n, rng="jax", **kw),
+                                    steps, args.repeats))
             if method == "expected" and d == 1024:  # a non-constant schedule: per-step lr evaluation
                 cos = S.cosine(lr, 2 * steps)
                 rows.append(measure(d, "expected/cosine", lambda n: plrf.simulate(spec, cos, steps=n, **kw), steps,
                                     args.repeats))
         extra[f"sample_instance d={d}"] = t_sample
         del src, run  # frees W before the next size
-        if d == 1024:  # 64-seed sweep vs 64 single-seed runs
-            steps = 2_000
-            kw = dict(steps=steps, method="eigen", key=key, num=20)
-            one = timed(lambda: plrf.simulate(spec, sched, seeds=[0], **kw), args.repeats)[0]
-            many = timed(lambda: plrf.simulate(spec, sched, seeds=64, **kw), args.repeats)[0]
-            extra["eigen 1 seed (s)"] = one
-            extra["eigen 64-seed sweep (s)"] = many
-            extra["sweep / (64 x single) cost ratio"] = many / (64 * one)
+        # 64-seed sweep vs 64 single-seed runs (same steps; per-call overhead included, as a user would pay it)
+        methods = ("eigen", "features") if d <= 1024 else ("eigen",)
+        for method in methods:
+            steps = {"eigen": 2_000 * 1024 // d, "features": 20}[method]
+            src = spec if method == "eigen" else inst._replace(W=plrf.feature_matrix(p, key=inst.key))
+            kw = dict(steps=steps, method=method, key=key, num=20)
+            one = timed(lambda: plrf.simulate(src, sched, seeds=[0], **kw), args.repeats)[0]
+            many = timed(lambda: plrf.simulate(src, sched, seeds=64, **kw), args.repeats)[0]
+            sweeps.append((d, method, steps, one, many, many / (64 * one)))
+            del src
     print(f"\n{'d':>6} {'method':<16} {'steps':>9} {'best s':>8} {'first s':>8} {'overhead s':>10} "
           f"{'steps/s':>10} {'/CPU-s':>10} {'marginal':>10} {'mode-steps/s':>12}")
     for r in rows:
@@ -110,6 +117,13 @@ def main(argv=None):
     if (1024, "expected") in by:
         print(f"expected mode-steps/s at d = 1024 (float64, constant lr): {1024 * by[(1024, 'expected')]:.3g} "
               f"(target >= 1e9); cosine schedule: {1024 * by[(1024, 'expected/cosine')]:.3g}")
+    if (1024, "eigen/rng=jax") in by:
+        print(f"eigen steps/s at d = 1024: rng='plrf' / rng='jax' = {by[(1024, 'eigen')] / by[(1024, 'eigen/rng=jax')]:.2f}x; "
+              f"eigen(rng='jax') / features = {by[(1024, 'eigen/rng=jax')] / by[(1024, 'features')]:.0f}x")
+    print(f"\n{'d':>6} {'method':<9} {'steps':>6} {'1 seed s':>9} {'64 seeds s':>11} {'64-seed sweep / 64 single runs':>31}")
+    for d, method, steps, one, many, ratio in sweeps:
+        print(f"{d:>6} {method:<9} {steps:>6} {one:>9.4f} {many:>11.3f} {ratio:>31.2f}")
+    print()
     for k, val in extra.items():
         print(f"{k}: {val:.3g}" + (" s" if k.startswith("sample") else ""))
     print(f"load average {os.getloadavg()[0]:.1f} at end")

@@ -27,6 +27,8 @@ def add_arguments(p):
                    help="simulator: eigen (exact in distribution, O(Bd)/step), features (honest SGD on x in R^v, "
                         "O(Bvd)/step), expected (exact expected loss, deterministic)")
     p.add_argument("--seeds", type=opt.int_at_least(1), default=16, help="number of SGD seeds")
+    p.add_argument("--rng", default="plrf", choices=("plrf", "jax"),
+                   help="Gaussian draws: plrf (Philox + exact ziggurat, plrf.rng) or jax (jax.random.normal)")
     p.add_argument("--seed", type=opt.int_at_least(0), default=0, help="base seed (W is drawn from it too)")
     p.add_argument("--W-file", dest="W_file", default=None, help="a .npy feature matrix of shape (v, d) to use")
     p.add_argument("--num", type=opt.int_at_least(2), default=100, help="points on the log-spaced step grid")
@@ -65,7 +67,7 @@ def run(args):
     else:
         curve = _simulate(instance, schedule, args, k_sgd, common)
     config = dict(command="curve", alpha=args.alpha, beta=args.beta, d=args.d, v=v, lr=lr, batch=args.batch,
-                  steps=args.steps, schedule=schedule.config, method=args.method, seeds=args.seeds,
+                  steps=args.steps, schedule=schedule.config, method=args.method, seeds=args.seeds, rng=args.rng,
                   seed=args.seed, W_file=args.W_file, num=args.num, flops_per_step=args.d * args.batch)
     os.makedirs(args.out, exist_ok=True)
     results = dict(config=config, metadata=store.metadata(config, wall_time=time.time() - t0),
@@ -87,7 +89,7 @@ def _simulate(instance, schedule, args, key, common):
     kw = dict(common)
     batch = kw.pop("batch")
     res = sweep(source, schedule, method=args.method, key=key, seeds=args.seeds, batches=(batch,),
-                devices=args.devices, quiet=args.quiet, desc="curve", **kw)
+                devices=args.devices, quiet=args.quiet, desc="curve", rng=args.rng, **kw)
     return _curve(res.steps, res.loss[0, 0], res.diverged[0, 0], args.method)
 
 

@@ -37,7 +37,7 @@ def add_arguments(p):
     p.add_argument("--steps", type=opt.big_int, default=10_000, help="horizon (number of SGD steps), e.g. 1e4")
     p.add_argument("--lr-frac", type=opt.fraction, default=0.5,
                    help="peak lr as a fraction in (0, 1) of plrf.max_stable_lr of the sampled spectrum")
-    p.add_argument("--seeds", type=opt.int_at_least(2), default=64, help="eigen-SGD seeds per schedule (>= 2)")
+    p.add_argument("--seeds", type=opt.int_at_least(2), default=1024, help="eigen-SGD seeds per schedule (>= 2)")
     p.add_argument("--seed", type=opt.int_at_least(0), default=0, help="base seed (W and the SGD keys)")
     p.add_argument("--schedules", nargs="+", default=list(DEFAULT_SCHEDULES), metavar="NAME",
                    help="schedules (plrf.schedules.by_name names)")

@@ -53,6 +53,16 @@ def test_curve_eigen_matches_expectation(tmp_path):
     assert abs(mean[-1] - exp[-1]) < 4 * se[-1], (mean[-1], exp[-1], se[-1])
     assert exp[-1] < 0.2 * exp[0]  # and the run actually learned something
     assert _is_png(out / "curve.png")
+    assert cfg["rng"] == "plrf"
+    # --rng jax: the same problem and seeds through jax.random.normal: other draws, the same exact curve
+    out2 = tmp_path / "curve_jax"
+    assert _run(["curve", "--d", 32, "--steps", 300, "--seeds", 8, "--method", "eigen", "--num", 30,
+                 "--rng", "jax", "--out", out2, "--quiet"]) == 0
+    res2 = _load(out2)
+    assert res2["config"]["rng"] == "jax"
+    np.testing.assert_array_equal(np.asarray(res2["loss_expected"], dtype=float), exp)
+    mean2 = np.asarray(res2["loss_mean"], dtype=float)
+    assert mean2[-1] != mean[-1] and abs(mean2[-1] - exp[-1]) < 4 * float(res2["loss_stderr"][-1])
 
 
 # ---------------------------------------------------------------------------------------------------------
