@@ -65,6 +65,16 @@ def mc_instance():
 @pytest.mark.parametrize("sched_name", ["constant", "cosine"])
 @pytest.mark.parametrize("method", ["eigen", "features"])
 def test_monte_carlo_mean_matches_expected(mc_instance, method, sched_name, B):
+    _monte_carlo_check(mc_instance, method, sched_name, B, "plrf")
+
+
+@pytest.mark.parametrize("method", ["eigen", "features"])
+def test_monte_carlo_with_jax_normals(mc_instance, method):
+    # rng='jax' (jax.random.normal, threefry) passes the same checks
+    _monte_carlo_check(mc_instance, method, "cosine", 4, "jax")
+
+
+def _monte_carlo_check(mc_instance, method, sched_name, B, rng):
     spec = mc_instance.spectrum
     lr = 0.5 * plrf.max_stable_lr(spec, B)
     sched = S.constant(lr) if sched_name == "constant" else S.cosine(lr, MC_STEPS)
@@ -72,7 +82,7 @@ def test_monte_carlo_mean_matches_expected(mc_instance, method, sched_name, B):
     assert 19 <= len(grid) <= 21
     src = mc_instance if method == "features" else spec
     c = plrf.simulate(src, sched, steps=MC_STEPS, batch=B, method=method, key=jax.random.key(7), seeds=MC_SEEDS,
-                      grid=grid)
+                      grid=grid, rng=rng)
     ex = plrf.expected_loss(spec, sched, steps=MC_STEPS, batch=B, grid=grid)
     np.testing.assert_array_equal(c.steps, grid)
     np.testing.assert_array_equal(ex.steps, grid)
@@ -229,6 +239,7 @@ def test_log_grid():
     (dict(seeds=[0.5, 1.0]), r"^seeds must be"),
     (dict(seeds=[2 ** 32]), r"^seeds must be"),
     (dict(dtype=jnp.float16), r"^dtype must be"),
+    (dict(rng="threefry"), r"^rng must be one of"),
 ])
 def test_simulate_argument_checks(mc_instance, kw, pattern):
     spec = mc_instance.spectrum
