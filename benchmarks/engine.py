@@ -95,10 +95,10 @@ def main(argv=None):
             steps = {"eigen": 2_000 * 1024 // d, "features": 20}[method]
             src = spec if method == "eigen" else inst._replace(W=plrf.feature_matrix(p, key=inst.key))
             kw = dict(steps=steps, method=method, key=key, num=20)
-            one = timed(lambda: plrf.simulate(src, sched, seeds=[0], **kw), args.repeats)[0]
-            many = timed(lambda: plrf.simulate(src, sched, seeds=64, **kw), args.repeats)[0]
+            one = timed(lambda src=src: plrf.simulate(src, sched, seeds=[0], **kw), args.repeats)[0]
+            many = timed(lambda src=src: plrf.simulate(src, sched, seeds=64, **kw), args.repeats)[0]
             sweeps.append((d, method, steps, one, many, many / (64 * one)))
-            del src
+        del src  # frees W before the next size
     print(f"\n{'d':>6} {'method':<16} {'steps':>9} {'best s':>8} {'first s':>8} {'overhead s':>10} "
           f"{'steps/s':>10} {'/CPU-s':>10} {'marginal':>10} {'mode-steps/s':>12}")
     for r in rows:

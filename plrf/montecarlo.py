@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _x64  # noqa: F401
+from .rng import check_key
 
 
 class Agreement(NamedTuple):
@@ -73,8 +74,7 @@ def agreement(per_seed, exact, steps, *, key: jax.Array, level: float = 0.9973, 
         raise ValueError(f"level must be in (0, 1), got {level}")
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 100:
         raise ValueError(f"n_boot must be an integer >= 100, got {n_boot!r}")
-    if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
-        raise TypeError("key must be a typed PRNG key from jax.random.key(seed)")
+    check_key(key)
     n = L.shape[0]
     mean = L.mean(0)
     se = L.std(0, ddof=1) / np.sqrt(n)

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _x64  # noqa: F401
+from .rng import check_key
 from .spectrum import Spectrum
 
 CHUNK = 1024  # rows of W generated (and reduced) at a time
@@ -126,13 +127,8 @@ def _chunks(problem: Problem, key=None, W=None):
 
 def feature_matrix(problem: Problem, *, key) -> np.ndarray:
     """Materialize the ``v x d`` feature matrix drawn from ``key`` (float64)."""
-    _check_key(key)
+    check_key(key)
     return np.concatenate([w for _, _, w in _chunks(problem, key=key)], axis=0)
-
-
-def _check_key(key):
-    if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
-        raise TypeError("key must be a typed PRNG key from jax.random.key(seed)")
 
 
 def _build(problem: Problem, key=None, W=None, keep_W=False) -> Instance:
@@ -166,7 +162,7 @@ def sample_instance(problem: Problem, *, key, keep_W: bool = False) -> Instance:
 
     ``K`` is accumulated over chunks of ``CHUNK`` rows, so ``W`` is never held unless ``keep_W``.
     """
-    _check_key(key)
+    check_key(key)
     return _build(problem, key=key, keep_W=keep_W)
 
 

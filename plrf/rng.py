@@ -97,6 +97,12 @@ def _unit(w):
     return ((w >> _U64(11)).astype(jnp.float64) + 0.5) * 2.0 ** -53
 
 
+def check_key(key) -> None:
+    """Raise unless ``key`` is a typed JAX PRNG key (``jax.random.key(seed)``, not a raw uint32 key)."""
+    if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
+        raise TypeError("key must be a typed PRNG key from jax.random.key(seed)")
+
+
 def run_key(key) -> jax.Array:
     """The Philox key (uint32[2]) of a typed JAX key (its first 64 random bits)."""
     return jax.random.bits(key, (2,), _U32)
@@ -147,7 +153,7 @@ def normal(pkey, steps, n: int, stream: int = 0) -> jax.Array:
     nslow = rowcum[-1]
     p_slow = 1.0 - FAST_FRACTION
     cap = int(min(N, 8 + math.ceil(N * p_slow + 6 * math.sqrt(N * p_slow))))
-    X, F = jnp.asarray(_X), jnp.asarray(_F)
+    F = jnp.asarray(_F)
     step_of = st[:, 0]
 
     def fix(carry):

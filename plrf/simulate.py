@@ -346,8 +346,7 @@ def run(source: Union[Spectrum, Instance], schedule, *, steps: int, batch: int =
     else:
         if key is None:
             raise ValueError(f"method={method!r} is stochastic: pass key=jax.random.key(seed)")
-        if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
-            raise TypeError("key must be a typed PRNG key from jax.random.key(seed)")
+        _rng.check_key(key)
         keys = seed_keys(key, seeds)
     P, div = _simulate_jit(arrays, keys, jnp.asarray(lr_scales), jnp.asarray(grid), method=method,
                            schedule=schedule, batch=int(batch), dtype=jnp.dtype(dtype).type,

@@ -38,6 +38,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from . import _x64  # noqa: F401
 from .problem import Instance, Problem, sample_instance, sample_spectrum
 from .progress import Progress
+from .rng import check_key
 from .simulate import (METHODS, _block_size as _expected_block, _check_grid, _eigen, _expected, _features, check_rng,
                        _method_arrays, _peak, log_grid, seed_keys)
 from .spectrum import Spectrum
@@ -262,8 +263,7 @@ def sweep(source: Union[Spectrum, Instance], schedule, *, steps: int, method: st
     else:
         if key is None:
             raise ValueError(f"method={method!r} is stochastic: pass key=jax.random.key(seed)")
-        if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
-            raise TypeError("key must be a typed PRNG key from jax.random.key(seed)")
+        check_key(key)
         ids = np.arange(seeds) if np.ndim(seeds) == 0 else np.asarray(seeds)
         keys = seed_keys(key, seeds)
         impl = str(jax.random.key_impl(keys))
@@ -349,8 +349,7 @@ def ladder(problem: Problem, ds: Sequence[int], schedule=None, *, steps: Union[i
         raise ValueError("pass exactly one of schedule (same for every d) or schedule_fn(problem_d, steps_d)")
     if not callable(steps) and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1):
         raise ValueError(f"steps must be an integer >= 1 or a callable d -> steps, got {steps!r}")
-    if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
-        raise TypeError("key must be a typed PRNG key from jax.random.key(seed)")
+    check_key(key)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     bs, lrs = _batches(batches), _lr_scales(lr_scales)
