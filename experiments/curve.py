@@ -28,7 +28,7 @@ def add_arguments(p):
                         "O(Bvd)/step), expected (exact expected loss, deterministic)")
     p.add_argument("--seeds", type=opt.int_at_least(1), default=16, help="number of SGD seeds")
     p.add_argument("--rng", default="plrf", choices=("plrf", "jax"),
-                   help="Gaussian draws: plrf (Philox + exact ziggurat, plrf.rng) or jax (jax.random.normal)")
+                   help="Gaussian draws: plrf (Philox + ziggurat, plrf.rng) or jax (jax.random.normal)")
     p.add_argument("--seed", type=opt.int_at_least(0), default=0, help="base seed (W is drawn from it too)")
     p.add_argument("--W-file", dest="W_file", default=None, help="a .npy feature matrix of shape (v, d) to use")
     p.add_argument("--num", type=opt.int_at_least(2), default=100, help="points on the log-spaced step grid")

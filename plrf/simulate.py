@@ -7,10 +7,10 @@ Methods (all use the step ``theta <- theta - (eta_r/B) sum_i W^T x_i (<W^T x_i, 
   * ``expected``: the exact expected-loss recursion, deterministic, O(d) per step:
                   ``e_k(r+1) = g_k(eta_r) e_k(r) + n_k (eta_r^2/B) lam_k^2 P(r)``, ``P(r) = P* + sum_k e_k(r)``,
                   ``g_k(eta) = 1 - 2 eta lam_k + eta^2 lam_k^2 (B+1)/B``, ``e_k(0) = w_k``;
-                  with a constant lr it advances 16 steps per block, exactly (see :func:`_expected`).
+                  with a constant lr it advances 16 steps per block, exactly (see :func:`plrf.runners.expected`).
 The loss reported for ``features`` and ``eigen`` is the exact population risk of the current iterate.
-Their Gaussian draws come from :mod:`plrf.rng` (``rng='plrf'``, default: Philox-4x32-10 + an exact ziggurat,
-~2x cheaper than ``jax.random.normal``) or from ``jax.random.normal(fold_in(key, r), ...)`` (``rng='jax'``).
+Their Gaussian draws come from :mod:`plrf.rng` (``rng='plrf'``, default: Philox-4x32-10 + a ziggurat, ~2.7x
+cheaper than ``jax.random.normal``) or from ``jax.random.normal(fold_in(key, r), ...)`` (``rng='jax'``).
 Runs are recorded only at the grid steps, so 1e9 steps store ``len(grid)`` numbers.
 """
 from __future__ import annotations
@@ -20,18 +20,16 @@ from typing import NamedTuple, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
-import jax.scipy.linalg  # noqa: F401  (solve_triangular for the blocked recursion)
 import numpy as np
 
 from . import _x64  # noqa: F401
-from . import rng as _rng
 from .problem import Instance, feature_matrix
+from .runners import BLOWUP, require_key, runner  # noqa: F401  (BLOWUP re-exported)
 from .spectrum import Spectrum
 from .stability import check_lr
 
 METHODS = ("expected", "eigen", "features")
-RNGS = ("plrf", "jax")  # Gaussian draws: plrf.rng (Philox + exact ziggurat) or jax.random.normal
-BLOWUP = 1e8  # a loss above BLOWUP * P(0) (or not finite) counts as diverged
+RNGS = ("plrf", "jax")  # Gaussian draws: plrf.rng (Philox + ziggurat) or jax.random.normal
 
 
 class Curve(NamedTuple):
@@ -67,206 +65,18 @@ def _check_grid(grid, steps):
     return grid
 
 
-# ---------------------------------------------------------------------------------------------------------
-# steppers: (carry, r) -> carry ; loss(carry) -> P
-
-def _advance(step_fn, carry, r0, r1, unroll):
-    """Apply ``step_fn`` for steps r0..r1-1 (dynamic bounds), ``unroll`` steps per loop iteration."""
-    n = r1 - r0
-    nblk = n // unroll
-
-    def block(i, c):
-        r = r0 + i * unroll
-        for u in range(unroll):
-            c = step_fn(c, r + u)
-        return c
-    carry = jax.lax.fori_loop(0, nblk, block, carry)
-    return jax.lax.fori_loop(r0 + nblk * unroll, r1, lambda r, c: step_fn(c, r), carry)
-
-
-def _run_grid(step_fn, loss_fn, carry0, grid, P0, unroll, advance=None):
-    """Scan over grid intervals; returns losses at grid steps and the first blown-up grid step.
-
-    ``advance(carry, r0, r1)`` replaces the step-by-step loop when given (blocked constant-lr recursion)."""
-    lim = BLOWUP * P0
-    if advance is None:
-        advance = functools.partial(_advance, step_fn, unroll=unroll)
-
-    def interval(state, i):
-        carry, div = state
-        carry = advance(carry, grid[i], grid[i + 1])
-        P = loss_fn(carry)
-        bad = ~jnp.isfinite(P) | (P > lim)
-        div = jnp.where((div < 0) & bad, grid[i + 1], div)
-        return (carry, div), jnp.where(div >= 0, jnp.inf, P)
-
-    P_start = loss_fn(carry0)
-    (_, div), Ps = jax.lax.scan(interval, (carry0, jnp.asarray(-1, jnp.int64)), jnp.arange(grid.shape[0] - 1))
-    return jnp.concatenate([P_start[None], Ps]), div
-
-
-EXPECTED_BLOCK = 16      # steps per block of the constant-lr recursion (see _expected)
-EXPECTED_BLOCK_MAX = 2 ** 17  # above this many modes, blocking no longer pays (memory traffic of G, H)
-
-
-def _block_size(schedule, modes: int) -> int:
-    """Steps per block for ``_expected``: blocks only for constant schedules and moderate numbers of modes."""
-    if getattr(schedule, "name", None) != "constant" or modes > EXPECTED_BLOCK_MAX:
-        return 0
-    return EXPECTED_BLOCK if modes <= 2 ** 14 else EXPECTED_BLOCK // 2
-
-
-def _expected(lam, n, w, P_star, lr_scale, batch, grid, schedule, block=0):
-    """The exact recursion. With ``block = m > 0`` (constant lr only) it advances ``m`` steps at a time,
-    exactly: with ``G[k, j] = g_k^j`` and ``c_k = n_k (eta^2/B) lam_k^2``, the block's losses solve the
-    Volterra system ``P_j = P* + (G^T e)_j + sum_{i<j} Kr(j-1-i) P_i`` (``Kr(t) = sum_k c_k g_k^t``), i.e.
-    ``P = A (P* 1 + G^T e)`` with ``A = (I - T)^{-1}`` (T strictly lower Toeplitz; all terms positive, no
-    cancellation), then ``e <- g^m e + c * (H P)``, ``H[k, i] = g_k^{m-1-i}``. Per block: two ``d x m``
-    matrix-vector products instead of ``m`` loop iterations (3-4x faster on CPU at d ~ 1e3)."""
-    B = jnp.asarray(batch, jnp.float64)
-    a1, a2, a3 = 2.0 * lam, lam * lam * (B + 1.0) / B, n * lam * lam / B
-    P0 = P_star + jnp.sum(w)
-
-    if not block:
-        def step(c, r):
-            e, P = c
-            eta = lr_scale * schedule(r)
-            g = 1.0 - eta * a1 + eta * eta * a2
-            e = g * e + (eta * eta * P) * a3
-            return e, P_star + jnp.sum(e)
-        return _run_grid(step, lambda c: c[1], (w, P0), grid, P0, unroll=8)
-
-    eta = lr_scale * schedule(0)  # constant schedule: g and c computed once
-    g, c = 1.0 - eta * a1 + eta * eta * a2, (eta * eta) * a3
-    j = jnp.arange(block)
-    G = g[:, None] ** j[None, :]                       # (modes, m): g^j
-    gm = g * G[:, -1]                                  # g^m
-    Kr = c @ G                                         # Kr(t), t = 0..m-1
-    lag = j[:, None] - 1 - j[None, :]
-    T = jnp.where(lag >= 0, Kr[jnp.clip(lag, 0, block - 1)], 0.0)
-    eye = jnp.eye(block, dtype=jnp.float64)
-    A = jax.scipy.linalg.solve_triangular(eye - T, eye, lower=True, unit_diagonal=True)
-    AP = P_star * jnp.sum(A, axis=1)
-    cH = c[:, None] * G[:, ::-1]                       # c_k g_k^{m-1-i}
-
-    def step(carry, r):
-        e, P = carry
-        e = g * e + c * P
-        return e, P_star + jnp.sum(e)
-
-    def blk(i, carry):
-        e = carry[0]
-        e = gm * e + cH @ (AP + A @ (e @ G))
-        return e, P_star + jnp.sum(e)
-
-    def advance(carry, r0, r1):
-        nb = (r1 - r0) // block
-        carry = jax.lax.fori_loop(0, nb, blk, carry)
-        return jax.lax.fori_loop(r0 + nb * block, r1, lambda r, cr: step(cr, r), carry)
-
-    return _run_grid(step, lambda cr: cr[1], (w, P0), grid, P0, unroll=1, advance=advance)
-
-
-RNG_BLOCK_ELEMS = 2 ** 16  # normals drawn per call when SGD steps draw theirs in blocks (see _rng_block)
-
-
-def _rng_block(batch: int, d: int, width: int = 1) -> int:
-    """Steps whose Gaussian draws are generated in one call. One run (``width = 1``): up to 64, about 2^16
-    numbers per call (0.5 MB of float64 draws in flight). ``width`` runs vmapped together (seeds, lr scales):
-    16 while a step's draws over all runs stay under 2^15 numbers, else 1 (larger blocks fall out of cache;
-    measured on this CPU for 64 seeds: d = 1024 runs 1.4x faster with 1 than with 64, d = 256 1.5x faster
-    with 8-64 than with 3)."""
-    per_step = width * batch * (d + 1)
-    if width == 1:
-        return int(max(1, min(64, RNG_BLOCK_ELEMS // per_step)))
-    return 16 if per_step < 2 ** 15 else 1
-
-
-def _draws(key, shape, rng, dtype):
-    """``draws(steps)``: the standard normals of the given steps, shape ``steps.shape + shape``; step r's draws
-    depend on (key, r) only. ``rng='plrf'``: :func:`plrf.rng.normal` (key -> Philox key once per run);
-    ``rng='jax'``: ``jax.random.normal(fold_in(key, r), shape)``."""
-    n = int(np.prod(shape))
-    if rng == "plrf":
-        pkey = _rng.run_key(key)
-        return lambda rs: _rng.normal(pkey, rs, n).reshape(jnp.shape(rs) + tuple(shape)).astype(dtype)
-    one = lambda r: jax.random.normal(jax.random.fold_in(key, r), shape, dtype=dtype)  # noqa: E731
-    return lambda rs: one(rs) if jnp.ndim(rs) == 0 else jax.vmap(one)(rs)
-
-
-def _eigen(lam, cstar, P_star, key, lr_scale, grid, schedule, batch, dtype, rng="plrf", width=1):
-    """SGD in K's eigenbasis. Step r draws ``z`` of shape ``(B, d + 1)`` (see :func:`_draws`); the draws of up to
-    64 consecutive steps are generated in one vectorized call (the same numbers, less time: the float64 normals
-    cost far more than the SGD arithmetic)."""
-    lam, cstar = lam.astype(dtype), cstar.astype(dtype)
-    sq, noise = jnp.sqrt(lam), jnp.sqrt(P_star).astype(dtype)
-    d = lam.shape[0]
-    draw = _draws(key, (batch, d + 1), rng, dtype)
-
-    def update(c, z, r):
-        x = z[:, :d] * sq
-        resid = x @ (c - cstar) - noise * z[:, d]
-        eta = (lr_scale * schedule(r)).astype(dtype)
-        return c - (eta / batch) * (x.T @ resid)
-
-    def step(c, r):
-        return update(c, draw(r), r)
-
-    m = _rng_block(batch, d, width)
-
-    def advance(c, r0, r1):
-        nb = (r1 - r0) // m
-
-        def blk(i, c):
-            rs = r0 + i * m + jnp.arange(m)
-            zs = draw(rs)
-            return jax.lax.scan(lambda c, zr: (update(c, *zr), None), c, (zs, rs))[0]
-        c = jax.lax.fori_loop(0, nb, blk, c)
-        return jax.lax.fori_loop(r0 + nb * m, r1, lambda r, c: step(c, r), c)
-
-    def loss(c):
-        return P_star + jnp.sum(lam * (c - cstar) ** 2).astype(jnp.float64)
-
-    c0 = jnp.zeros(d, dtype)
-    return _run_grid(step, loss, c0, grid, loss(c0), unroll=1, advance=advance if m > 1 else None)
-
-
-def _features(W, sqrtD, b, lam, U, theta_star, P_star, key, lr_scale, grid, schedule, batch, dtype, rng="plrf"):
-    W, sqrtD, b = W.astype(dtype), sqrtD.astype(dtype), b.astype(dtype)
-    v, d = W.shape
-    draw = _draws(key, (batch, v), rng, dtype)
-
-    def step(theta, r):
-        x = draw(r) * sqrtD
-        f = x @ W
-        resid = f @ theta - x @ b
-        eta = (lr_scale * schedule(r)).astype(dtype)
-        return theta - (eta / batch) * (f.T @ resid)
-
-    def loss(theta):
-        delta = (theta.astype(jnp.float64) - theta_star) @ U
-        return P_star + jnp.sum(lam * delta * delta)
-
-    t0 = jnp.zeros(d, dtype)
-    return _run_grid(step, loss, t0, grid, loss(t0), unroll=1)
-
 
 @functools.partial(jax.jit, static_argnames=("method", "schedule", "batch", "dtype", "rng"))
 def _simulate_jit(arrays, keys, lr_scales, grid, *, method, schedule, batch, dtype, rng):
     """vmapped over lr_scales (outer) and keys (inner). Returns (n_lr, n_seed, n_grid), (n_lr, n_seed)."""
+    width = keys.shape[0] * lr_scales.shape[0]   # runs vmapped together
+    run = runner(method, arrays, grid, schedule=schedule, batch=batch, dtype=dtype, rng=rng, width=width)
     if method == "expected":
-        lam, n, w, P_star = arrays
-        block = _block_size(schedule, lam.shape[0])
-        f = jax.vmap(lambda s: _expected(lam, n, w, P_star, s, batch, grid, schedule, block))
-        P, div = f(lr_scales)
+        P, div = jax.vmap(lambda s: run(None, s, batch))(lr_scales)
         return P[:, None, :], div[:, None]
-    if method == "eigen":
-        lam, cstar, P_star = arrays
-        width = keys.shape[0] * lr_scales.shape[0]   # runs vmapped together
-        run = lambda k, s: _eigen(lam, cstar, P_star, k, s, grid, schedule, batch, dtype, rng, width)
-    else:
-        run = lambda k, s: _features(*arrays, k, s, grid, schedule, batch, dtype, rng)
-    return jax.vmap(lambda s: jax.vmap(lambda k: run(k, s))(keys))(lr_scales)
+    if width == 1:   # one run: no size-1 vmap (it costs eigen ~15% on CPU)
+        return jax.tree.map(lambda a: a[None, None], run(keys[0], lr_scales[0], batch))
+    return jax.vmap(lambda s: jax.vmap(lambda k: run(k, s, batch))(keys))(lr_scales)
 
 
 def check_rng(rng) -> str:
@@ -344,9 +154,7 @@ def run(source: Union[Spectrum, Instance], schedule, *, steps: int, batch: int =
     if method == "expected":
         keys = jnp.zeros((1,), jnp.uint32)  # unused
     else:
-        if key is None:
-            raise ValueError(f"method={method!r} is stochastic: pass key=jax.random.key(seed)")
-        _rng.check_key(key)
+        require_key(method, key)
         keys = seed_keys(key, seeds)
     P, div = _simulate_jit(arrays, keys, jnp.asarray(lr_scales), jnp.asarray(grid), method=method,
                            schedule=schedule, batch=int(batch), dtype=jnp.dtype(dtype).type,

@@ -15,8 +15,8 @@ run's curve is also independent of which other runs share the sweep. The price: 
 bound to its device, so each program (one per batch size and shape) compiles once per device.
 
 Seed ``s`` uses the key ``fold_in(key, s)`` (:func:`plrf.seed_keys`), exactly as :func:`plrf.simulate`.
-The simulators are those of :mod:`plrf.simulate` (``_expected`` with the engine's ``_block_size``,
-``_eigen``, ``_features``; the peak check uses its ``_peak``).
+The runs are those of :func:`plrf.runners.runner`, as in :func:`plrf.simulate` (the peak check is its
+``_peak``).
 
 Multi-host: call :func:`init_distributed` first on every host (same command everywhere); ``devices=None``
 then means the global mesh over ``jax.devices()`` of all processes, results are gathered on every process,
@@ -39,8 +39,8 @@ from . import _x64  # noqa: F401
 from .problem import Instance, Problem, sample_instance, sample_spectrum
 from .progress import Progress
 from .rng import check_key
-from .simulate import (METHODS, _block_size as _expected_block, _check_grid, _eigen, _expected, _features, check_rng,
-                       _method_arrays, _peak, log_grid, seed_keys)
+from .runners import require_key, runner
+from .simulate import METHODS, _check_grid, _method_arrays, _peak, check_rng, log_grid, seed_keys
 from .spectrum import Spectrum
 from .stability import check_lr
 from .store import Cell, CellStore, Results, _normalized, load, metadata, save_results, to_jsonable
@@ -120,18 +120,11 @@ def _agree(x):
 @functools.partial(jax.jit, static_argnames=("method", "schedule", "batch", "dtype", "impl", "rng"))
 def _block_call(arrays, kd, scales, bvals, grid, *, method, schedule, batch, dtype, impl, rng):
     """``block`` runs on one device (vmapped): losses (block, n_grid) and blow-up steps (block,)."""
-    if method == "expected":
-        lam, n, w, P_star = arrays
-        m = _expected_block(schedule, lam.shape[0])  # the engine's blocked constant-lr recursion, as plrf.run
-        return jax.vmap(lambda s, B: _expected(lam, n, w, P_star, s, B, grid, schedule, m))(scales, bvals)
+    run = runner(method, arrays, grid, schedule=schedule, batch=batch, dtype=dtype, rng=rng, width=kd.shape[0])
+    if method == "expected":   # the batch is a traced value here: one program for every batch size
+        return jax.vmap(lambda s, B: run(None, s, B))(scales, bvals)
     keys = jax.random.wrap_key_data(kd, impl=impl)
-    if method == "eigen":
-        lam, cstar, P_star = arrays
-        width = kd.shape[0]   # runs vmapped together in this call
-        run = lambda k, s: _eigen(lam, cstar, P_star, k, s, grid, schedule, batch, dtype, rng, width)  # noqa: E731
-    else:
-        run = lambda k, s: _features(*arrays, k, s, grid, schedule, batch, dtype, rng)  # noqa: E731
-    return jax.vmap(run)(keys, scales)
+    return jax.vmap(lambda k, s: run(k, s, batch))(keys, scales)
 
 
 def _execute(mesh, arrays, kd, scales, bvals, grid, *, method, schedule, batch, dtype, impl, block, bar,
@@ -261,9 +254,7 @@ def sweep(source: Union[Spectrum, Instance], schedule, *, steps: int, method: st
         loss = Pl.reshape(bs.size, lrs.size, 1, -1)
         div = dv.reshape(bs.size, lrs.size, 1)
     else:
-        if key is None:
-            raise ValueError(f"method={method!r} is stochastic: pass key=jax.random.key(seed)")
-        check_key(key)
+        require_key(method, key)
         ids = np.arange(seeds) if np.ndim(seeds) == 0 else np.asarray(seeds)
         keys = seed_keys(key, seeds)
         impl = str(jax.random.key_impl(keys))

@@ -16,7 +16,8 @@ import pytest
 
 import plrf
 from plrf import schedules as S
-from plrf.simulate import _block_size, run
+from plrf.runners import expected_block as _block_size
+from plrf.simulate import run
 from plrf.spectrum import make_spectrum
 
 
@@ -276,15 +277,15 @@ def test_zero_eigenvalue_mode_is_inert():
 def test_eigen_block_drawn_normals_equal_stepwise(mc_instance, monkeypatch):
     # the eigen method draws the normals of up to 64 steps in one call; the numbers are those of step-by-step
     # draws fold_in(key, r), so the curves agree to rounding (1e-12 relative; bit-identical on CPU so far)
-    sim = importlib.import_module("plrf.simulate")   # the module (plrf.simulate is also the function)
+    sim = importlib.import_module("plrf.runners")
     spec = mc_instance.spectrum
     lr = 0.5 * plrf.max_stable_lr(spec, 2)
-    assert sim._rng_block(2, spec.lam.size) == 64 and sim._rng_block(64, 4096) == 1
-    assert sim._rng_block(1, 1024, 64) == 1 and sim._rng_block(1, 255, 4) == 16
+    assert sim.rng_block(2, spec.lam.size) == 64 and sim.rng_block(64, 4096) == 1
+    assert sim.rng_block(1, 1024, 64) == 1 and sim.rng_block(1, 255, 4) == 16
     kw = dict(steps=333, batch=2, key=jax.random.key(9), seeds=3, num=25)   # 333: blocks plus remainders
     blocked = plrf.simulate(spec, S.cosine(lr, 333), **kw)
     calls = []
-    monkeypatch.setattr(sim, "_rng_block", lambda batch, d, width=1: calls.append(d) or 1)
+    monkeypatch.setattr(sim, "rng_block", lambda batch, d, width=1: calls.append(d) or 1)
     stepwise = plrf.simulate(spec, S.cosine(lr, 333), **kw)                 # a new schedule object: recompiled
     assert calls                                                            # the step-by-step path was traced
     np.testing.assert_allclose(blocked.per_seed, stepwise.per_seed, rtol=1e-12)
