@@ -177,6 +177,9 @@ def test_seed_curve_independent_of_the_rest_of_the_sweep(small):
     one = sweep(inst.spectrum, sch, steps=80, method="eigen", key=jax.random.key(9), seeds=[2], lr_scales=(0.5,),
                 num=10, quiet=True)
     assert np.array_equal(one.loss[0, 0, 0], big.loss[0, 1, 2])      # block=1: the same program per run
+    _, P, _ = run(inst.spectrum, sch, steps=80, method="eigen", key=jax.random.key(9), seeds=[2], lr_scales=(0.5,),
+                  num=10)
+    assert np.array_equal(P[0, 0], one.loss[0, 0, 0])                 # ... and the program of plrf.simulate
 
 
 def test_sweep_features_and_labels(small):
