@@ -25,6 +25,7 @@ import numpy as np
 from . import _x64  # noqa: F401
 from .problem import Instance, feature_matrix
 from .runners import BLOWUP, require_key, runner  # noqa: F401  (BLOWUP re-exported)
+from .schedules import canonical
 from .spectrum import Spectrum
 from .stability import check_lr
 
@@ -63,7 +64,6 @@ def _check_grid(grid, steps):
     if steps is not None and grid[-1] != steps:
         raise ValueError(f"grid must end at steps={steps}, got {grid[-1]}")
     return grid
-
 
 
 @functools.partial(jax.jit, static_argnames=("method", "schedule", "batch", "dtype", "rng"))
@@ -149,6 +149,7 @@ def run(source: Union[Spectrum, Instance], schedule, *, steps: int, batch: int =
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
     check_rng(rng)
     spec, arrays = _method_arrays(source, method)
+    schedule = canonical(schedule)   # an equal schedule reuses the compiled program
     peak = _peak(schedule, grid)
     check_lr(spec, float(peak * lr_scales.max()), int(batch), allow_unstable=allow_unstable)
     if method == "expected":

@@ -40,6 +40,7 @@ from .problem import Instance, Problem, sample_instance, sample_spectrum
 from .progress import Progress
 from .rng import check_key
 from .runners import require_key, runner
+from .schedules import canonical
 from .simulate import METHODS, _check_grid, _method_arrays, _peak, check_rng, log_grid, seed_keys
 from .spectrum import Spectrum
 from .stability import check_lr
@@ -240,6 +241,7 @@ def sweep(source: Union[Spectrum, Instance], schedule, *, steps: int, method: st
     check_rng(rng)
     spec, arrays = _method_arrays(source, method)
     arrays = tuple(np.asarray(a) for a in arrays)
+    schedule = canonical(schedule)                   # an equal schedule reuses the compiled program
     peak = _peak(schedule, grid)                     # as plrf.run: .peak, else the max over the steps
     for b in bs:
         check_lr(spec, float(peak * lrs.max()), int(b), allow_unstable=allow_unstable)

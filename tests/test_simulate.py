@@ -286,6 +286,29 @@ def test_eigen_block_drawn_normals_equal_stepwise(mc_instance, monkeypatch):
     blocked = plrf.simulate(spec, S.cosine(lr, 333), **kw)
     calls = []
     monkeypatch.setattr(sim, "rng_block", lambda batch, d, width=1: calls.append(d) or 1)
-    stepwise = plrf.simulate(spec, S.cosine(lr, 333), **kw)                 # a new schedule object: recompiled
+    jax.clear_caches()                                  # an equal schedule would reuse the compiled program
+    stepwise = plrf.simulate(spec, S.cosine(lr, 333), **kw)
     assert calls                                                            # the step-by-step path was traced
     np.testing.assert_allclose(blocked.per_seed, stepwise.per_seed, rtol=1e-12)
+
+
+def test_equal_schedules_reuse_the_compiled_program(mc_instance):
+    # schedules are static jit arguments (hashed by identity); plrf.schedules.canonical maps an equal schedule
+    # (same factory, same arguments) to the first one seen, so building it again does not recompile
+    sim = importlib.import_module("plrf.simulate")
+    spec = mc_instance.spectrum
+    lr = 0.3 * plrf.max_stable_lr(spec, 1)
+    kw = dict(steps=40, num=8, method="eigen", key=jax.random.key(1), seeds=2)
+    first = plrf.simulate(spec, S.warmup(S.cosine(lr, 40, floor=0.1 * lr), 5), **kw)
+    size = sim._simulate_jit._cache_size()
+    again = plrf.simulate(spec, S.warmup(S.cosine(lr, 40, floor=0.1 * lr), 5), **kw)
+    assert sim._simulate_jit._cache_size() == size
+    np.testing.assert_array_equal(again.per_seed, first.per_seed)
+    plrf.simulate(spec, S.warmup(S.cosine(lr, 40, floor=0.2 * lr), 5), **kw)   # another floor: a new program
+    assert sim._simulate_jit._cache_size() == size + 1
+    # arrays are keyed by their contents; user closures and compositions with them are never merged
+    a, b = S.from_array(np.full(40, lr)), S.from_array(np.r_[np.full(20, lr), np.full(20, lr / 2)])
+    assert a.key != b.key and S.canonical(S.from_array(np.full(40, lr))) is S.canonical(a)
+    user = lambda r: lr + 0.0 * r  # noqa: E731
+    assert S.canonical(user) is user and S.warmup(user, 5).key is None
+    assert S.join([a, user], [10]).key is None and S.join([a, b], [10]).key is not None
