@@ -223,10 +223,10 @@ def sweep(source: Union[Spectrum, Instance], schedule, *, steps: int, method: st
     array shapes), a single vmapped program for ``expected`` (the batch is a traced scalar there).
     ``devices``: ``None`` (all, global on multi-host), a count, or a list. ``block``: runs per device per
     compiled call (default 1 on CPU, 32 on accelerators, an untuned guess: there the per-step launch cost
-    dominates until ``block * B * d`` is large). On this 2-core CPU, 64 seeds on one device cost, relative to
-    64 single runs: eigen 0.77 (block 1) and 0.59-0.66 (block 16), features 0.29-0.34 and 0.07-0.09; block 1
-    stays the CPU default because a run then has its own program, bit-identical to ``plrf.simulate`` with
-    that one seed, and small sweeps are not padded. Numbers are bit-identical across device counts for a
+    dominates until ``block * B * d`` is large). Larger blocks are faster on CPU too (64 eigen seeds at
+    d = 256: block 16 about 3x faster than block 1; ``benchmarks/sweep.py``, README); block 1 stays the CPU
+    default because a run then has its own program, bit-identical to ``plrf.simulate`` with that one seed, and
+    small sweeps are not padded. Numbers are bit-identical across device counts for a
     fixed ``block``, not across blocks (rounding level).
     Peak learning rates are checked against both stability edges for every batch first.
     Returns :class:`SweepResult` with ``loss`` of shape ``(n_batch, n_lr, n_seed, n_grid)``.
