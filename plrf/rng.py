@@ -177,8 +177,7 @@ def normal(pkey, steps, n: int, stream: int = 0) -> jax.Array:
         rl, rh = r.astype(_U32), (r >> _U64(32)).astype(_U32)
         # the slow draw's own word, recomputed (cheaper than keeping the full-length words for a gather)
         o = philox4x32(((e % nq).astype(_U32), _U32(stream), rl, rh), (pkey[0], pkey[1]))
-        b = e // nq
-        i, ni, _, xi = _fast_word(jnp.where(b == 0, o[0], jnp.where(b == 1, o[1], jnp.where(b == 2, o[2], o[3]))))
+        i, ni, _, xi = _fast_word(jnp.choose(e // nq, o, mode="clip"))
         e0, e1, e2, e3 = philox4x32((e.astype(_U32), _U32(stream + 1), rl, rh), (pkey[0], pkey[1]))
         ua, ub = _unit(_words64(e0, e1)), _unit(_words64(e2, e3))
         y = F[i] + ua * (F[jnp.minimum(i + 1, LAYERS)] - F[i])         # wedge of layer i >= 1

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import _x64  # noqa: F401
 from .problem import Instance, feature_matrix
-from .runners import BLOWUP, require_key, runner  # noqa: F401  (BLOWUP re-exported)
+from .runners import BLOWUP, require_key, runner, vmap_runs  # noqa: F401  (BLOWUP re-exported)
 from .schedules import canonical
 from .spectrum import Spectrum
 from .stability import check_lr
@@ -72,11 +72,9 @@ def _simulate_jit(arrays, keys, lr_scales, grid, *, method, schedule, batch, dty
     width = keys.shape[0] * lr_scales.shape[0]   # runs vmapped together
     run = runner(method, arrays, grid, schedule=schedule, batch=batch, dtype=dtype, rng=rng, width=width)
     if method == "expected":
-        P, div = jax.vmap(lambda s: run(None, s, batch))(lr_scales)
+        P, div = vmap_runs(lambda s: run(None, s, batch), lr_scales)
         return P[:, None, :], div[:, None]
-    if width == 1:   # one run: no size-1 vmap (it costs eigen ~15% on CPU)
-        return jax.tree.map(lambda a: a[None, None], run(keys[0], lr_scales[0], batch))
-    return jax.vmap(lambda s: jax.vmap(lambda k: run(k, s, batch))(keys))(lr_scales)
+    return vmap_runs(lambda s: vmap_runs(lambda k: run(k, s, batch), keys), lr_scales)
 
 
 def check_rng(rng) -> str:

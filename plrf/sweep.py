@@ -39,7 +39,7 @@ from . import _x64  # noqa: F401
 from .problem import Instance, Problem, sample_instance, sample_spectrum
 from .progress import Progress
 from .rng import check_key
-from .runners import require_key, runner
+from .runners import require_key, runner, vmap_runs
 from .schedules import canonical
 from .simulate import METHODS, _check_grid, _method_arrays, _peak, check_rng, log_grid, seed_keys
 from .spectrum import Spectrum
@@ -123,11 +123,9 @@ def _block_call(arrays, kd, scales, bvals, grid, *, method, schedule, batch, dty
     """``block`` runs on one device (vmapped): losses (block, n_grid) and blow-up steps (block,)."""
     run = runner(method, arrays, grid, schedule=schedule, batch=batch, dtype=dtype, rng=rng, width=kd.shape[0])
     if method == "expected":   # the batch is a traced value here: one program for every batch size
-        return jax.vmap(lambda s, B: run(None, s, B))(scales, bvals)
+        return vmap_runs(lambda s, B: run(None, s, B), scales, bvals)
     keys = jax.random.wrap_key_data(kd, impl=impl)
-    if kd.shape[0] == 1:   # one run per call: no size-1 vmap (as plrf.simulate)
-        return jax.tree.map(lambda a: a[None], run(keys[0], scales[0], batch))
-    return jax.vmap(lambda k, s: run(k, s, batch))(keys, scales)
+    return vmap_runs(lambda k, s: run(k, s, batch), keys, scales)
 
 
 def _execute(mesh, arrays, kd, scales, bvals, grid, *, method, schedule, batch, dtype, impl, block, bar,
