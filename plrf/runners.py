@@ -15,7 +15,9 @@ import jax.scipy.linalg  # noqa: F401  (solve_triangular for the blocked recursi
 import numpy as np
 
 from . import _x64  # noqa: F401
+from . import moments
 from . import rng as rng_mod
+from .optimizers import schedule_of
 
 BLOWUP = 1e8  # a loss above BLOWUP * P(0) (or not finite) counts as diverged
 
@@ -27,21 +29,23 @@ def require_key(method: str, key) -> None:
     rng_mod.check_key(key)
 
 
-def runner(method: str, arrays, grid, *, schedule, batch: int, dtype, rng: str = "plrf", width: int = 1):
-    """``run(key, lr_scale, B)``: one run of ``method`` on ``arrays`` (from ``plrf.simulate._method_arrays``).
+def runner(method: str, arrays, grid, *, opt, batch: int, dtype, rng: str = "plrf", width: int = 1):
+    """``run(key, lr_scale, B) -> (losses (r, n_grid), first blown-up grid step or -1)``: one run of ``method``
+    on ``arrays`` (from ``plrf.simulate._method_arrays``) with the optimizer ``opt`` (a
+    :class:`plrf.optimizers.Optimizer`, traced: its hyper-parameter values are data) whose learning rates are
+    multiplied by ``lr_scale``; ``r`` read-outs (row 0: the iterate).
 
     ``B`` is the batch of ``expected`` (may be traced: sweeps vmap over it; ``key`` is ignored there); ``eigen``
     and ``features`` use the static ``batch``. ``width`` is the number of runs vmapped together (it sizes the
     blocks of Gaussian draws, :func:`rng_block`)."""
     if method == "expected":
         lam, n, w, P_star = arrays
-        m = expected_block(schedule, lam.shape[0])
-        return lambda key, s, B: expected(lam, n, w, P_star, s, B, grid, schedule, m)
+        return lambda key, s, B: expected(lam, n, w, P_star, opt.scale_lr(s), B, grid)
     if method == "eigen":
         lam, cstar, P_star = arrays
-        return lambda key, s, B: eigen(lam, cstar, P_star, key, s, grid, schedule, batch, dtype, rng, width)
+        return lambda key, s, B: eigen(lam, cstar, P_star, key, opt.scale_lr(s), grid, batch, dtype, rng, width)
     if method == "features":
-        return lambda key, s, B: features(*arrays, key, s, grid, schedule, batch, dtype, rng)
+        return lambda key, s, B: features(*arrays, key, opt.scale_lr(s), grid, batch, dtype, rng)
     raise ValueError(f"unknown method {method!r}")
 
 
@@ -81,48 +85,59 @@ def _run_grid(step_fn, loss_fn, carry0, grid, P0, unroll, advance=None):
     def interval(state, i):
         carry, div = state
         carry = advance(carry, grid[i], grid[i + 1])
-        P = loss_fn(carry)
-        bad = ~jnp.isfinite(P) | (P > lim)
+        P = jnp.atleast_1d(loss_fn(carry))
+        bad = jnp.any(~jnp.isfinite(P) | (P > lim))
         div = jnp.where((div < 0) & bad, grid[i + 1], div)
         return (carry, div), jnp.where(div >= 0, jnp.inf, P)
 
-    P_start = loss_fn(carry0)
+    P_start = jnp.atleast_1d(loss_fn(carry0))
     (_, div), Ps = jax.lax.scan(interval, (carry0, jnp.asarray(-1, jnp.int64)), jnp.arange(grid.shape[0] - 1))
-    return jnp.concatenate([P_start[None], Ps]), div
+    return jnp.concatenate([P_start[None], Ps]).T, div
 
 
 EXPECTED_BLOCK = 16      # steps per block of the constant-lr recursion (see expected)
 EXPECTED_BLOCK_MAX = 2 ** 17  # above this many modes, blocking no longer pays (memory traffic of G, H)
 
 
-def expected_block(schedule, modes: int) -> int:
-    """Steps per block for ``_expected``: blocks only for constant schedules and moderate numbers of modes."""
-    if getattr(schedule, "name", None) != "constant" or modes > EXPECTED_BLOCK_MAX:
+def expected_block(opt, modes: int) -> int:
+    """Steps per block of the exact recursion: blocks only for SGD with a constant lr (no weight decay, no
+    average; see :func:`_expected_sgd_blocked`) and moderate numbers of modes; 0 = step by step."""
+    lr = schedule_of(opt)
+    if lr is None or modes > EXPECTED_BLOCK_MAX or np.ndim(lr.value) != 0 or \
+            (lr.shape is not None and getattr(lr.shape, "name", None) != "constant"):
         return 0
     return EXPECTED_BLOCK if modes <= 2 ** 14 else EXPECTED_BLOCK // 2
 
 
-def expected(lam, n, w, P_star, lr_scale, batch, grid, schedule, block=0):
-    """The exact recursion. With ``block = m > 0`` (constant lr only) it advances ``m`` steps at a time,
-    exactly: with ``G[k, j] = g_k^j`` and ``c_k = n_k (eta^2/B) lam_k^2``, the block's losses solve the
-    Volterra system ``P_j = P* + (G^T e)_j + sum_{i<j} Kr(j-1-i) P_i`` (``Kr(t) = sum_k c_k g_k^t``), i.e.
-    ``P = A (P* 1 + G^T e)`` with ``A = (I - T)^{-1}`` (T strictly lower Toeplitz; all terms positive, no
-    cancellation), then ``e <- g^m e + c * (H P)``, ``H[k, i] = g_k^{m-1-i}``. Per block: two ``d x m``
-    matrix-vector products instead of ``m`` loop iterations (3-4x faster on CPU at d ~ 1e3)."""
+def expected(lam, n, w, P_star, opt, batch, grid):
+    """The exact moment recursion of :mod:`plrf.moments` for ``opt``, losses of every read-out on ``grid``.
+    SGD with a constant lr takes the blocked exact path (:func:`_expected_sgd_blocked`)."""
     B = jnp.asarray(batch, jnp.float64)
-    a1, a2, a3 = 2.0 * lam, lam * lam * (B + 1.0) / B, n * lam * lam / B
+    block = expected_block(opt, lam.shape[0])
+    if block:
+        return _expected_sgd_blocked(lam, n, w, P_star, opt.h["g2"](0), B, grid, block)
+    forced = moments.is_forced(opt)
+    sys0 = opt.system(0.0)
+    ts = moments.theta_star(lam, w)
+    state0 = moments.init(sys0, lam, w, forced)
     P0 = P_star + jnp.sum(w)
 
-    if not block:
-        def step(c, r):
-            e, P = c
-            eta = lr_scale * schedule(r)
-            g = 1.0 - eta * a1 + eta * eta * a2
-            e = g * e + (eta * eta * P) * a3
-            return e, P_star + jnp.sum(e)
-        return _run_grid(step, lambda c: c[1], (w, P0), grid, P0, unroll=8)
+    def step(c, r):
+        return moments.step(c, opt.system(jnp.asarray(r, jnp.float64)), lam, n, ts, P_star, B, forced)
 
-    eta = lr_scale * schedule(0)  # constant schedule: g and c computed once
+    return _run_grid(step, lambda c: moments.losses(c[1], sys0, lam, P_star), state0, grid, P0, unroll=4)
+
+
+def _expected_sgd_blocked(lam, n, w, P_star, eta, B, grid, block):
+    """SGD, constant lr, ``block = m`` steps at a time, exactly: with ``G[k, j] = g_k^j`` and
+    ``c_k = n_k (eta^2/B) lam_k^2``, the block's losses solve the Volterra system
+    ``P_j = P* + (G^T e)_j + sum_{i<j} Kr(j-1-i) P_i`` (``Kr(t) = sum_k c_k g_k^t``), i.e.
+    ``P = A (P* 1 + G^T e)`` with ``A = (I - T)^{-1}`` (T strictly lower Toeplitz; all terms positive, no
+    cancellation), then ``e <- g^m e + c * (H P)``, ``H[k, i] = g_k^{m-1-i}``. Per block: two ``d x m``
+    matrix-vector products instead of ``m`` loop iterations (3-4x faster on CPU at d ~ 1e3). ``e_k = lam_k M_k``
+    (the moments of :mod:`plrf.moments` for m = 1)."""
+    a1, a2, a3 = 2.0 * lam, lam * lam * (B + 1.0) / B, n * lam * lam / B
+    P0 = P_star + jnp.sum(w)
     g, c = 1.0 - eta * a1 + eta * eta * a2, (eta * eta) * a3
     j = jnp.arange(block)
     G = g[:, None] ** j[None, :]                       # (modes, m): g^j
@@ -180,58 +195,150 @@ def _draws(key, shape, rng, dtype):
     return lambda rs: one(rs) if jnp.ndim(rs) == 0 else jax.vmap(one)(rs)
 
 
-def eigen(lam, cstar, P_star, key, lr_scale, grid, schedule, batch, dtype, rng="plrf", width=1):
-    """SGD in K's eigenbasis. Step r draws ``z`` of shape ``(B, d + 1)`` (see :func:`_draws`); the draws of up to
-    64 consecutive steps are generated in one vectorized call (the same numbers, less time: the float64 normals
-    cost far more than the SGD arithmetic)."""
+def _apply(sys, s, g, cstar, dtype):
+    """``s' = A s + u g + f theta*`` on a state given as a tuple of per-entry arrays."""
+    A, u, f = (x.astype(dtype) for x in (sys.A, sys.u, sys.f))
+    size = len(s)
+    return tuple(sum(A[i, j] * s[j] for j in range(size)) + u[i] * g + f[i] * cstar for i in range(size))
+
+
+def _dot(c, s, dtype):
+    c = c.astype(dtype)
+    return sum(c[i] * s[i] for i in range(len(s)))
+
+
+def eigen(lam, cstar, P_star, key, opt, grid, batch, dtype, rng="plrf", width=1):
+    """Any linear optimizer in K's eigenbasis: state entries (iterate, momentum, average, ...) as arrays (d,);
+    the gradient ``g = (1/B) sum_i x_i (<x_i, p - theta*> - sqrt(P*) eps_i)``, ``x_i = sqrt(lam) z_i``, at the
+    evaluation point ``p`` (``c_eval``). Step r draws ``z`` of shape ``(B, d + 1)`` (see :func:`_draws`); the
+    draws of up to 64 consecutive steps are generated in one vectorized call (the same numbers, less time: the
+    float64 normals cost far more than the arithmetic)."""
     lam, cstar = lam.astype(dtype), cstar.astype(dtype)
     sq, noise = jnp.sqrt(lam), jnp.sqrt(P_star).astype(dtype)
     d = lam.shape[0]
     draw = _draws(key, (batch, d + 1), rng, dtype)
+    sys0 = opt.system(0.0)
 
-    def update(c, z, r):
+    def update(s, z, r):
+        sys = opt.system(jnp.asarray(r, jnp.float64))
         x = z[:, :d] * sq
-        resid = x @ (c - cstar) - noise * z[:, d]
-        eta = (lr_scale * schedule(r)).astype(dtype)
-        return c - (eta / batch) * (x.T @ resid)
+        resid = x @ _dot(sys.c_eval, s, dtype) - noise * z[:, d]
+        g = (x.T @ resid) / batch
+        return _apply(sys, s, g, cstar, dtype)
 
-    def step(c, r):
-        return update(c, draw(r), r)
+    def step(s, r):
+        return update(s, draw(r), r)
 
     m = rng_block(batch, d, width)
 
-    def advance(c, r0, r1):
+    def advance(s, r0, r1):
         nb = (r1 - r0) // m
 
-        def blk(i, c):
+        def blk(i, s):
             rs = r0 + i * m + jnp.arange(m)
             zs = draw(rs)
-            return jax.lax.scan(lambda c, zr: (update(c, *zr), None), c, (zs, rs))[0]
-        c = jax.lax.fori_loop(0, nb, blk, c)
-        return jax.lax.fori_loop(r0 + nb * m, r1, lambda r, c: step(c, r), c)
+            return jax.lax.scan(lambda s, zr: (update(s, *zr), None), s, (zs, rs))[0]
+        s = jax.lax.fori_loop(0, nb, blk, s)
+        return jax.lax.fori_loop(r0 + nb * m, r1, lambda r, s: step(s, r), s)
 
-    def loss(c):
-        return P_star + jnp.sum(lam * (c - cstar) ** 2).astype(jnp.float64)
+    def loss(s):
+        return jnp.stack([P_star + jnp.sum(lam * _dot(sys0.c_out[k], s, dtype) ** 2).astype(jnp.float64)
+                          for k in range(sys0.c_out.shape[0])])
 
-    c0 = jnp.zeros(d, dtype)
-    return _run_grid(step, loss, c0, grid, loss(c0), unroll=1, advance=advance if m > 1 else None)
+    s0 = tuple(sys0.s0[i].astype(dtype) * cstar for i in range(sys0.s0.shape[0]))
+    return _run_grid(step, loss, s0, grid, loss(s0)[0], unroll=1, advance=advance if m > 1 else None)
 
 
-def features(W, sqrtD, b, lam, U, theta_star, P_star, key, lr_scale, grid, schedule, batch, dtype, rng="plrf"):
+def _optax_reference(opt):
+    """The optimizer as an optax transformation (+ the EMA rate or None) for the features path: optax itself
+    for sgd, momentum, nesterov (decoupled weight decay: ``add_decayed_weights`` after the lr scaling, as in
+    AdamW; EMA: ``optax.ema`` fed the iterates) and schedule-free; the x-space family update for DANA (no optax
+    counterpart)."""
+    import optax
+    h = opt.h
+    rho = h.get("rho")
+    wd = h.get("wd")
+    tail = [optax.add_decayed_weights(lambda t: -wd(t))] if wd is not None else []
+    if opt.name == "sgd":
+        tx = optax.chain(optax.scale_by_learning_rate(lambda t: h["g2"](t)), *tail)
+    elif opt.name in ("momentum", "nesterov"):
+        lr = h["g3"] if opt.name == "momentum" else h["g2"]
+        mu = 1.0 - h["delta"](0)
+        tx = optax.chain(optax.trace(decay=mu, nesterov=opt.name == "nesterov"),
+                         optax.scale_by_learning_rate(lambda t: lr(t)), *tail)
+    elif opt.name == "schedule-free":
+        tx = optax.contrib.schedule_free_sgd(lambda t: h["lr"](t), b1=h["beta"](0), weight_lr_power=0.0)
+    else:
+        tx = _family_transform(opt)
+    return tx, rho
+
+
+def _family_transform(opt):
+    """The momentum family written directly in parameter space (an optax-style ``GradientTransformation``):
+    ``y = (1 - Delta) y + g1 g``; update ``-(g2 g + g3 y) - wd theta``."""
+    import optax
+
+    def init(params):
+        return (jnp.zeros_like(params), jnp.zeros((), jnp.int64))
+
+    def update(g, state, params):
+        y, t = state
+        v = opt.values(t.astype(jnp.float64))
+        if opt.name.startswith("dana"):
+            tt = t.astype(jnp.float64)
+            v["delta"] = v["delta"] / (v["delta"] + tt)
+            v["g3"] = v["g3"] * (1.0 + tt) ** (-v["kappa"])
+        g1, g3, D = v.get("g1", 0.0), v.get("g3", 0.0), v.get("delta", 1.0)
+        y = (1.0 - D) * y + g1 * g
+        upd = -(v["g2"] * g + g3 * y) - v.get("wd", 0.0) * params
+        return upd, (y, t + 1)
+    return optax.GradientTransformation(init, update)
+
+
+def features(W, sqrtD, b, lam, U, theta_star, P_star, key, opt, grid, batch, dtype, rng="plrf"):
+    """Honest SGD-family training: x in R^v sampled each step, the optimizer run by optax where it has it
+    (:func:`_optax_reference`), the loss of the iterate (and of the EMA average when set) read exactly."""
+    import optax
     W, sqrtD, b = W.astype(dtype), sqrtD.astype(dtype), b.astype(dtype)
     v, d = W.shape
     draw = _draws(key, (batch, v), rng, dtype)
+    tx, rho = _optax_reference(opt)
+    # a constant EMA rate: optax.ema(decay = 1 - rho) fed the iterates (zeros init = theta_0, no debiasing);
+    # a scheduled rate (e.g. 'uniform'): avg' = (1 - rho_t) avg + rho_t theta'
+    const_rho = rho is not None and rho.shape is None and np.ndim(rho.value) == 0
+    ema = optax.ema(decay=1.0 - rho.value, debias=False) if const_rho else None
 
-    def step(theta, r):
+    def step(c, r):
+        theta, st, avg, est = c
         x = draw(r) * sqrtD
         f = x @ W
         resid = f @ theta - x @ b
-        eta = (lr_scale * schedule(r)).astype(dtype)
-        return theta - (eta / batch) * (f.T @ resid)
+        g = (f.T @ resid) / batch
+        upd, st = tx.update(g, st, theta)
+        theta = optax.apply_updates(theta, upd.astype(dtype))
+        if ema is not None:
+            avg, est = ema.update(theta, est)
+        elif rho is not None:
+            R = rho(jnp.asarray(r, jnp.float64)).astype(dtype)
+            avg = (1.0 - R) * avg + R * theta
+        return theta, st, avg, est
 
-    def loss(theta):
-        delta = (theta.astype(jnp.float64) - theta_star) @ U
+    def one(th):
+        delta = (th.astype(jnp.float64) - theta_star) @ U
         return P_star + jnp.sum(lam * delta * delta)
 
+    def out(theta, st):
+        if opt.name == "schedule-free":   # the iterate is x (optax's eval params), z is read too
+            x = optax.contrib.schedule_free_eval_params(st, theta)
+            return x, st.z
+        return theta, None
+
+    def loss(c):
+        theta, st, avg, _ = c
+        main, other = out(theta, st)
+        Ls = [one(main)] + ([one(avg)] if rho is not None else []) + ([one(other)] if other is not None else [])
+        return jnp.stack(Ls)
+
     t0 = jnp.zeros(d, dtype)
-    return _run_grid(step, loss, t0, grid, loss(t0), unroll=1)
+    c0 = (t0, tx.init(t0), t0, ema.init(t0) if ema is not None else ())
+    return _run_grid(step, loss, c0, grid, loss(c0)[0], unroll=1)

@@ -25,9 +25,9 @@ import numpy as np
 from . import _x64  # noqa: F401
 from .problem import Instance, feature_matrix
 from .runners import BLOWUP, require_key, runner, vmap_runs  # noqa: F401  (BLOWUP re-exported)
-from .schedules import canonical
+from .optimizers import as_optimizer, schedule_of
 from .spectrum import Spectrum
-from .stability import check_lr
+from .stability import check_lr, check_system
 
 METHODS = ("expected", "eigen", "features")
 RNGS = ("plrf", "jax")  # Gaussian draws: plrf.rng (Philox + ziggurat) or jax.random.normal
@@ -41,6 +41,7 @@ class Curve(NamedTuple):
     per_seed: np.ndarray       # (seeds, n)
     diverged_step: np.ndarray  # (seeds,) first grid step whose loss blew up; -1 if none
     method: str
+    readouts: Optional[dict] = None  # other read-outs (e.g. 'average'): name -> (mean, stderr, per_seed)
 
     @property
     def final(self) -> float:
@@ -66,14 +67,16 @@ def _check_grid(grid, steps):
     return grid
 
 
-@functools.partial(jax.jit, static_argnames=("method", "schedule", "batch", "dtype", "rng"))
-def _simulate_jit(arrays, keys, lr_scales, grid, *, method, schedule, batch, dtype, rng):
-    """vmapped over lr_scales (outer) and keys (inner). Returns (n_lr, n_seed, n_grid), (n_lr, n_seed)."""
+@functools.partial(jax.jit, static_argnames=("method", "batch", "dtype", "rng"))
+def _simulate_jit(arrays, keys, lr_scales, grid, opt, *, method, batch, dtype, rng):
+    """vmapped over lr_scales (outer) and keys (inner). Returns (n_lr, n_seed, r, n_grid), (n_lr, n_seed).
+
+    ``opt`` (a :class:`plrf.optimizers.Optimizer`) is traced: new hyper-parameter values reuse the program."""
     width = keys.shape[0] * lr_scales.shape[0]   # runs vmapped together
-    run = runner(method, arrays, grid, schedule=schedule, batch=batch, dtype=dtype, rng=rng, width=width)
+    run = runner(method, arrays, grid, opt=opt, batch=batch, dtype=dtype, rng=rng, width=width)
     if method == "expected":
         P, div = vmap_runs(lambda s: run(None, s, batch), lr_scales)
-        return P[:, None, :], div[:, None]
+        return P[:, None], div[:, None]
     return vmap_runs(lambda s: vmap_runs(lambda k: run(k, s, batch), keys), lr_scales)
 
 
@@ -131,12 +134,25 @@ def _peak(schedule, grid) -> float:
     return float(np.max(vals))
 
 
-def run(source: Union[Spectrum, Instance], schedule, *, steps: int, batch: int = 1, method: str = "expected",
+def check_optimizer(spec, opt, batch: int, grid, scale: float = 1.0, *, allow_unstable: bool = False) -> None:
+    """SGD: the peak lr against both edges (:func:`plrf.stability.check_lr`); any other optimizer: the frozen
+    per-mode second-moment map and the noise-feedback kernel norm at the grid steps
+    (:func:`plrf.stability.check_system`)."""
+    lr = schedule_of(opt)
+    if lr is not None:
+        peak = _peak(lr.shape, grid) * float(np.max(lr.value)) if lr.shape is not None else float(np.max(lr.value))
+        check_lr(spec, float(peak * scale), int(batch), allow_unstable=allow_unstable)
+        return
+    check_system(spec, opt.scale_lr(scale), int(batch), grid, allow_unstable=allow_unstable)
+
+
+def run(source: Union[Spectrum, Instance], optimizer, *, steps: int, batch: int = 1, method: str = "expected",
         key: Optional[jax.Array] = None, seeds: Union[int, Sequence[int]] = 1, lr_scales=(1.0,),
         grid=None, num: int = 100, allow_unstable: bool = False, dtype=jnp.float64, rng: str = "plrf"):
-    """Raw runs: losses of shape ``(n_lr, n_seed, n_grid)`` and blow-up steps ``(n_lr, n_seed)``.
+    """Raw runs: losses of shape ``(n_lr, n_seed, n_readouts, n_grid)`` and blow-up steps ``(n_lr, n_seed)``.
 
-    ``lr_scales`` multiplies the schedule (vmapped); seeds are vmapped. See :func:`simulate`.
+    ``optimizer``: a :class:`plrf.optimizers.Optimizer` or a schedule (= SGD with it). ``lr_scales`` multiplies
+    its learning rates (vmapped); seeds are vmapped. See :func:`simulate`.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -150,34 +166,41 @@ def run(source: Union[Spectrum, Instance], schedule, *, steps: int, batch: int =
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
     check_rng(rng)
     spec, arrays = _method_arrays(source, method)
-    schedule = canonical(schedule)   # an equal schedule reuses the compiled program
-    peak = _peak(schedule, grid)
-    check_lr(spec, float(peak * lr_scales.max()), int(batch), allow_unstable=allow_unstable)
+    opt = as_optimizer(optimizer)     # schedules are canonical: an equal schedule reuses the compiled program
+    check_optimizer(spec, opt, int(batch), grid, float(lr_scales.max()), allow_unstable=allow_unstable)
     if method == "expected":
         keys = jnp.zeros((1,), jnp.uint32)  # unused
     else:
         require_key(method, key)
         keys = seed_keys(key, seeds)
-    P, div = _simulate_jit(arrays, keys, jnp.asarray(lr_scales), jnp.asarray(grid), method=method,
-                           schedule=schedule, batch=int(batch), dtype=jnp.dtype(dtype).type,
-                           rng=rng)
-    return grid, np.asarray(P), np.asarray(div)
+    P, div = _simulate_jit(arrays, keys, jnp.asarray(lr_scales), jnp.asarray(grid), opt, method=method,
+                           batch=int(batch), dtype=jnp.dtype(dtype).type, rng=rng)
+    return grid, np.asarray(P), np.asarray(div), opt
 
 
-def _curve(grid, P, div, method) -> Curve:
+def _stats(P):
     n = P.shape[0]
     with np.errstate(invalid="ignore", over="ignore"):
         mean = P.mean(axis=0)
         se = P.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.zeros_like(mean)
     se = np.where(np.isfinite(mean), se, np.inf)  # a diverged seed: mean and stderr inf, never NaN
-    return Curve(grid, mean, se, P, div, method)
+    return mean, se
 
 
-def simulate(source: Union[Spectrum, Instance], schedule, *, steps: int, batch: int = 1,
+def _curve(grid, P, div, method, names=("iterate",)) -> Curve:
+    """``P``: (seeds, readouts, n_grid); the first read-out is the curve, the others go to ``readouts``."""
+    mean, se = _stats(P[:, 0])
+    extra = {name: (*_stats(P[:, k]), P[:, k]) for k, name in enumerate(names) if k > 0}
+    return Curve(grid, mean, se, P[:, 0], div, method, extra or None)
+
+
+def simulate(source: Union[Spectrum, Instance], optimizer, *, steps: int, batch: int = 1,
              method: str = "eigen", key: Optional[jax.Array] = None, seeds: Union[int, Sequence[int]] = 1,
              grid=None, num: int = 100, allow_unstable: bool = False, dtype=jnp.float64,
              rng: str = "plrf") -> Curve:
-    """Run one-pass SGD for ``steps`` steps with ``schedule`` (a closure step -> lr) and batch ``batch``.
+    """Run ``optimizer`` (a :class:`plrf.optimizers.Optimizer`; a schedule closure step -> lr means SGD with it)
+    for ``steps`` steps on fresh batches of ``batch`` samples. Extra read-outs (the EMA average, schedule-free's
+    z) are in ``Curve.readouts``.
 
     ``source`` is a :class:`Spectrum` (methods ``expected``, ``eigen``) or an :class:`Instance` (all three).
     ``seeds`` is a count or a list of seed ids; seed ``s`` uses ``fold_in(key, s)`` for every method, so the
@@ -186,13 +209,14 @@ def simulate(source: Union[Spectrum, Instance], schedule, *, steps: int, batch: 
     (``allow_unstable=True``) reports the grid step where it did in ``diverged_step`` and ``inf`` after it.
     ``rng`` chooses the Gaussian generator of ``eigen``/``features`` (:data:`RNGS`; see the module docstring).
     """
-    grid, P, div = run(source, schedule, steps=steps, batch=batch, method=method, key=key, seeds=seeds,
-                       grid=grid, num=num, allow_unstable=allow_unstable, dtype=dtype, rng=rng)
-    return _curve(grid, P[0], div[0], method)
+    grid, P, div, opt = run(source, optimizer, steps=steps, batch=batch, method=method, key=key, seeds=seeds,
+                            grid=grid, num=num, allow_unstable=allow_unstable, dtype=dtype, rng=rng)
+    return _curve(grid, P[0], div[0], method, opt.readouts)
 
 
-def expected_loss(spectrum: Spectrum, schedule, *, steps: int, batch: int = 1, grid=None, num: int = 100,
+def expected_loss(spectrum: Spectrum, optimizer, *, steps: int, batch: int = 1, grid=None, num: int = 100,
                   allow_unstable: bool = False) -> Curve:
-    """The exact expected loss of one-pass SGD (deterministic), see :func:`simulate` ``method='expected'``."""
-    return simulate(spectrum, schedule, steps=steps, batch=batch, method="expected", grid=grid, num=num,
+    """The exact expected loss of one-pass training with ``optimizer`` (deterministic), see :func:`simulate`
+    ``method='expected'``."""
+    return simulate(spectrum, optimizer, steps=steps, batch=batch, method="expected", grid=grid, num=num,
                     allow_unstable=allow_unstable)

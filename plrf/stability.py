@@ -80,3 +80,49 @@ def check_lr(spec: Spectrum, peak_lr: float, batch: int = 1, *, allow_unstable: 
             f"unstable learning rate: lr={peak_lr:.6g} with batch={batch} must be < {edges.max_lr:.6g} "
             f"(limited by the {which}; full-batch edge {edges.full_batch:.6g}, stochastic edge "
             f"{edges.stochastic:.6g}). Pass allow_unstable=True (CLI: --allow-unstable) to run anyway.")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# any linear optimizer (plrf.optimizers): the frozen per-mode second-moment map
+
+def system_edges(spec: Spectrum, sys, batch: int = 1):
+    """For a system frozen at one step: ``(radius, kernel_norm)``.
+
+    ``radius``: the largest spectral radius over modes of the per-mode second-moment map without the loss
+    feedback, ``L_k(M) = T_k M T_k^T + (lam_k^2/B) u u^T (c^T M c)`` (``T_k = A + lam_k u c^T``, ``c = c_eval``);
+    ``kernel_norm``: the noise-feedback norm ``sum_k (n_k lam_k^2/B) c^T (I - L_k)^{-1}[u u^T] c`` (inf when some
+    radius >= 1). Stable iff both are < 1; for SGD they are ``max_k g_k`` and ``||Kr||``."""
+    A, u, c = (np.asarray(x, dtype=np.float64) for x in (sys.A, sys.u, sys.c_eval))
+    m = A.shape[0]
+    lam, n, B = spec.lam, spec.n, float(batch)
+    T = A[None] + lam[:, None, None] * np.outer(u, c)[None]                        # (d, m, m)
+    L = np.einsum("kij,kab->kiajb", T, T).reshape(-1, m * m, m * m)                 # vec(T M T^T), row-major
+    L = L + (lam ** 2 / B)[:, None, None] * np.outer(np.outer(u, u).ravel(), np.outer(c, c).ravel())[None]
+    radius = float(np.max(np.abs(np.linalg.eigvals(L)))) if L.size else 0.0
+    if radius >= 1:
+        return radius, np.inf
+    x = np.linalg.solve(np.eye(m * m)[None] - L, np.broadcast_to(np.outer(u, u).ravel(), (lam.size, m * m))[..., None])
+    kn = float(np.sum(n * lam ** 2 / B * (x[..., 0] @ np.outer(c, c).ravel())))
+    return radius, kn
+
+
+def check_system(spec: Spectrum, opt, batch: int, grid, *, allow_unstable: bool = False) -> None:
+    """Refuse an optimizer whose frozen per-mode map (:func:`system_edges`) is unstable at some step of
+    ``grid`` (radius >= 1 or kernel norm >= 1), naming the step, the optimizer and its hyper-parameter values
+    there. Coefficients that decay towards a marginal map (DANA's ``Delta(t) -> 0``) are checked at the
+    steps where they are evaluated; a radius within 1e-9 of 1 counts as marginal, not unstable."""
+    if allow_unstable:
+        return
+    steps = np.unique(np.asarray(grid, dtype=np.int64))
+    probe = steps if steps.size <= 64 else steps[np.unique(np.linspace(0, steps.size - 1, 64).round().astype(int))]
+    for t in probe:
+        sys = opt.system(float(t))
+        radius, kn = system_edges(spec, sys, batch)
+        if radius >= 1 + 1e-9 or kn >= 1:
+            vals = {k: float(v) for k, v in opt.values(float(t)).items()}
+            which = (f"the per-mode second-moment map has spectral radius {radius:.6g} >= 1 (full-batch edge)"
+                     if radius >= 1 + 1e-9 else f"the noise-feedback kernel norm is {kn:.6g} >= 1 (stochastic edge)")
+            raise ValueError(
+                f"unstable optimizer {opt.name} with batch={batch} at step {int(t)}: {which}; hyper-parameters "
+                f"there: {vals}. Lower the learning rates (g2/g3/lr) or pass allow_unstable=True "
+                f"(CLI: --allow-unstable).")

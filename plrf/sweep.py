@@ -40,10 +40,9 @@ from .problem import Instance, Problem, sample_instance, sample_spectrum
 from .progress import Progress
 from .rng import check_key
 from .runners import require_key, runner, vmap_runs
-from .schedules import canonical
-from .simulate import METHODS, _check_grid, _method_arrays, _peak, check_rng, log_grid, seed_keys
+from .optimizers import as_optimizer
+from .simulate import METHODS, _check_grid, _method_arrays, check_optimizer, check_rng, log_grid, seed_keys
 from .spectrum import Spectrum
-from .stability import check_lr
 from .store import Cell, CellStore, Results, _normalized, load, metadata, save_results, to_jsonable
 
 AXIS = "runs"
@@ -118,17 +117,19 @@ def _agree(x):
 # ---------------------------------------------------------------------------------------------------------
 # the sharded block call
 
-@functools.partial(jax.jit, static_argnames=("method", "schedule", "batch", "dtype", "impl", "rng"))
-def _block_call(arrays, kd, scales, bvals, grid, *, method, schedule, batch, dtype, impl, rng):
-    """``block`` runs on one device (vmapped): losses (block, n_grid) and blow-up steps (block,)."""
-    run = runner(method, arrays, grid, schedule=schedule, batch=batch, dtype=dtype, rng=rng, width=kd.shape[0])
+@functools.partial(jax.jit, static_argnames=("method", "batch", "dtype", "impl", "rng"))
+def _block_call(arrays, kd, scales, bvals, grid, opt, *, method, batch, dtype, impl, rng):
+    """``block`` runs on one device (vmapped): losses of the iterate (block, n_grid) and blow-up steps (block,).
+    ``opt`` is traced (new hyper-parameter values reuse the program)."""
+    run = runner(method, arrays, grid, opt=opt, batch=batch, dtype=dtype, rng=rng, width=kd.shape[0])
+    first = lambda out: (out[0][0], out[1])  # noqa: E731  (read-out 0: the iterate)
     if method == "expected":   # the batch is a traced value here: one program for every batch size
-        return vmap_runs(lambda s, B: run(None, s, B), scales, bvals)
+        return vmap_runs(lambda s, B: first(run(None, s, B)), scales, bvals)
     keys = jax.random.wrap_key_data(kd, impl=impl)
-    return vmap_runs(lambda k, s: run(k, s, batch), keys, scales)
+    return vmap_runs(lambda k, s: first(run(k, s, batch)), keys, scales)
 
 
-def _execute(mesh, arrays, kd, scales, bvals, grid, *, method, schedule, batch, dtype, impl, block, bar,
+def _execute(mesh, arrays, kd, scales, bvals, grid, *, method, opt, batch, dtype, impl, block, bar,
              rng="plrf"):
     """All runs, ``block`` per device per call; padding to a multiple of ``devices * block`` dropped.
 
@@ -168,8 +169,8 @@ def _execute(mesh, arrays, kd, scales, bvals, grid, *, method, schedule, batch, 
             hi = j * per + (per if sl.stop is None else sl.stop)
             arr_d, grid_d = local[dev]
             put = lambda x: jax.device_put(x[lo:hi], dev)  # noqa: E731
-            outs.append(_block_call(arr_d, put(kd), put(scales), put(bvals), grid_d, method=method,
-                                    schedule=schedule, batch=batch, dtype=dtype, impl=impl,
+            outs.append(_block_call(arr_d, put(kd), put(scales), put(bvals), grid_d, opt, method=method,
+                                    batch=batch, dtype=dtype, impl=impl,
                                     rng=rng))
         pending.append(outs)
         if len(pending) > INFLIGHT:
@@ -208,14 +209,14 @@ def _n_calls(n_runs: int, per: int) -> int:
     return -(-n_runs // per)
 
 
-def sweep(source: Union[Spectrum, Instance], schedule, *, steps: int, method: str = "eigen",
+def sweep(source: Union[Spectrum, Instance], optimizer, *, steps: int, method: str = "eigen",
           key: Optional[jax.Array] = None, seeds: Union[int, Sequence[int]] = 1, lr_scales=(1.0,),
           batches=(1,), devices=None, num: int = 100, grid=None, allow_unstable: bool = False,
           block: Optional[int] = None, dtype=jnp.float64, quiet: bool = False,
           desc: str = "sweep", rng: str = "plrf") -> SweepResult:
     """One-pass SGD runs for every batch x lr scale x seed, sharded over ``devices``.
 
-    ``source``/``schedule``/``steps``/``method``/``key``/``seeds``/``grid``/``num``/``allow_unstable``/``dtype``/
+    ``source``/``optimizer`` (an Optimizer or a schedule = SGD)/``steps``/``method``/``key``/``seeds``/``grid``/``num``/``allow_unstable``/``dtype``/
     ``rng`` as in :func:`plrf.simulate.run` (losses at the grid steps; ``lr_scales`` multiply the schedule).
     ``batches``: batch sizes; one compiled program per batch for ``eigen``/``features`` (the batch sets
     array shapes), a single vmapped program for ``expected`` (the batch is a traced scalar there).
@@ -239,10 +240,9 @@ def sweep(source: Union[Spectrum, Instance], schedule, *, steps: int, method: st
     check_rng(rng)
     spec, arrays = _method_arrays(source, method)
     arrays = tuple(np.asarray(a) for a in arrays)
-    schedule = canonical(schedule)                   # an equal schedule reuses the compiled program
-    peak = _peak(schedule, grid)                     # as plrf.run: .peak, else the max over the steps
+    opt = as_optimizer(optimizer)                    # traced: new values reuse the compiled program
     for b in bs:
-        check_lr(spec, float(peak * lrs.max()), int(b), allow_unstable=allow_unstable)
+        check_optimizer(spec, opt, int(b), grid, float(lrs.max()), allow_unstable=allow_unstable)
     mesh = make_mesh(devices)
     block = _runs_per_call(block, mesh)
     per = mesh.size * block
@@ -254,7 +254,7 @@ def sweep(source: Union[Spectrum, Instance], schedule, *, steps: int, method: st
         scales = np.tile(lrs, bs.size)
         kd = np.zeros((scales.size, 2), np.uint32)
         with Progress(_n_calls(scales.size, per), desc=desc, unit="calls", quiet=not show) as bar:
-            Pl, dv = _execute(mesh, arrays, kd, scales, bvals, grid, method=method, schedule=schedule, batch=1,
+            Pl, dv = _execute(mesh, arrays, kd, scales, bvals, grid, method=method, opt=opt, batch=1,
                               dtype=dtype, impl=None, block=block, bar=bar)
         loss = Pl.reshape(bs.size, lrs.size, 1, -1)
         div = dv.reshape(bs.size, lrs.size, 1)
@@ -270,7 +270,7 @@ def sweep(source: Union[Spectrum, Instance], schedule, *, steps: int, method: st
         losses, divs = [], []
         with Progress(bs.size * _n_calls(scales.size, per), desc=desc, unit="calls", quiet=not show) as bar:
             for b in bs:
-                Pl, dv = _execute(mesh, arrays, kd, scales, bvals, grid, method=method, schedule=schedule,
+                Pl, dv = _execute(mesh, arrays, kd, scales, bvals, grid, method=method, opt=opt,
                                   batch=int(b), dtype=dtype, impl=impl, block=block, bar=bar,
                                   rng=rng)
                 losses.append(Pl.reshape(lrs.size, ids.size, -1))

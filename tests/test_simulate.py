@@ -16,7 +16,12 @@ import pytest
 
 import plrf
 from plrf import schedules as S
-from plrf.runners import expected_block as _block_size
+from plrf.optimizers import as_optimizer
+from plrf.runners import expected_block
+
+
+def _block_size(schedule, modes):
+    return expected_block(as_optimizer(schedule), modes)
 from plrf.simulate import run
 from plrf.spectrum import make_spectrum
 
