@@ -1,0 +1,88 @@
+"""Command-line options that choose the optimizer (``--optimizer`` and its hyper-parameters), shared by the
+commands, and the one function that turns them into a :class:`plrf.optimizers.Optimizer`.
+
+Conventions (README "Optimizers"): ``--lr`` / ``--schedule`` set the learning-rate schedule of the optimizer's
+own learning rate (optax meaning: ``sgd(lr, momentum=mu)`` steps ``lr`` times the momentum buffer, so its
+effective step is ``lr / (1 - mu)``); when ``--lr`` is not given, momentum and Nesterov use the SGD default times
+``(1 - mu)`` (the same effective step as SGD). ``--weight-decay L`` means ``wd_t = lr_t L`` (decoupled, as in
+AdamW); ``--ema R`` is the averaging rate ``rho = R`` (optax decay ``1 - R``) or ``uniform`` (``rho_t = 1/(t+1)``).
+DANA: ``g2`` follows ``--lr``/``--schedule`` (default the SGD default lr), ``g3 = --dana-g3`` (default
+``1/tr K``, DANA-constant ``1/(tr K d)``), ``Delta(t) = delta/(delta + t)`` with ``--dana-delta`` (default
+``4 + (alpha + beta)/alpha``), DANA-decaying ``g3(t) = g3 (1 + t)^-kappa`` with ``--dana-kappa`` (default
+``1/(2 alpha)``): the values of the authors' notebooks (plrf.optimizers.dana_defaults).
+"""
+from __future__ import annotations
+
+import argparse
+
+from . import options as opt
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "dana-constant", "dana-decaying", "schedule-free")
+
+
+def _ema(text):
+    if text == "uniform":
+        return text
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a rate in (0, 1] or 'uniform', got {text!r}")
+    if not (0 < x <= 1):
+        raise argparse.ArgumentTypeError(f"must be a rate in (0, 1] or 'uniform', got {text}")
+    return x
+
+
+def add_optimizer_arguments(p):
+    g = p.add_argument_group("optimizer")
+    g.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS,
+                   help="linear optimizer (plrf.optimizers): momentum/nesterov as optax.sgd(lr, momentum, nesterov), "
+                        "DANA as Ferbach et al. 2025, schedule-free SGD as Defazio et al. 2024")
+    g.add_argument("--momentum", type=opt._num(float, 0.0, 1.0, lo_open=False), default=0.9,
+                   help="momentum mu of momentum/nesterov (optax meaning); schedule-free's interpolation beta")
+    g.add_argument("--weight-decay", dest="weight_decay", type=opt._num(float, 0.0), default=0.0,
+                   help="decoupled weight decay L: wd_t = lr_t * L (as in AdamW; not in the momentum buffer)")
+    g.add_argument("--ema", type=_ema, default=None,
+                   help="average the iterates: a rate R in (0, 1] (avg <- (1-R) avg + R theta, optax decay 1-R, "
+                        "no debiasing) or 'uniform' (R_t = 1/(t+1)); its loss is reported too")
+    g.add_argument("--dana-g3", dest="dana_g3", type=opt.positive_float, default=None,
+                   help="DANA's g3 (default 1/tr K for dana-decaying, 1/(tr K d) for dana-constant)")
+    g.add_argument("--dana-delta", dest="dana_delta", type=opt.positive_float, default=None,
+                   help="DANA's delta in Delta(t) = delta/(delta + t) (default 4 + (alpha + beta)/alpha)")
+    g.add_argument("--dana-kappa", dest="dana_kappa", type=opt._num(float, 0.0), default=None,
+                   help="dana-decaying's exponent: g3(t) = g3 (1 + t)^-kappa (default 1/(2 alpha))")
+
+
+def default_lr_factor(args) -> float:
+    """Multiplier of the SGD default lr when ``--lr`` is not given: ``1 - mu`` for momentum and Nesterov."""
+    if getattr(args, "optimizer", "sgd") in ("momentum", "nesterov"):
+        return 1.0 - args.momentum
+    return 1.0
+
+
+def build_optimizer(args, schedule, *, trace: float, d: int, alpha: float, beta: float):
+    """The optimizer chosen by ``args`` with learning-rate schedule ``schedule`` (plrf.schedules closure)."""
+    from plrf import optimizers as O
+    name = getattr(args, "optimizer", "sgd")
+    wd, ema = getattr(args, "weight_decay", 0.0), getattr(args, "ema", None)
+    if name == "sgd":
+        return O.sgd(schedule, weight_decay=wd, ema=ema)
+    if name == "momentum":
+        return O.momentum(schedule, args.momentum, weight_decay=wd, ema=ema)
+    if name == "nesterov":
+        return O.nesterov(schedule, args.momentum, weight_decay=wd, ema=ema)
+    if name == "schedule-free":
+        if wd or ema is not None:
+            raise ValueError("--optimizer schedule-free takes neither --weight-decay nor --ema (it averages itself)")
+        if args.momentum <= 0:
+            raise ValueError("--momentum (schedule-free's beta) must be in (0, 1] for --optimizer schedule-free")
+        return O.schedule_free(schedule, args.momentum)
+    dd = O.dana_defaults(trace, d, alpha, beta)
+    delta = args.dana_delta if args.dana_delta is not None else dd["delta"]
+    if name == "dana-decaying":
+        g3 = args.dana_g3 if args.dana_g3 is not None else dd["g3_decaying"]
+        kappa = args.dana_kappa if args.dana_kappa is not None else dd["kappa"]
+        return O.dana_decaying(schedule, g3, delta=delta, kappa=kappa, weight_decay=wd, ema=ema)
+    if name == "dana-constant":
+        g3 = args.dana_g3 if args.dana_g3 is not None else dd["g3_constant"]
+        return O.dana_constant(schedule, g3, delta=delta, weight_decay=wd, ema=ema)
+    raise ValueError(f"--optimizer must be one of {OPTIMIZERS}, got {name!r}")
