@@ -58,8 +58,11 @@ def _default_spectrum(alpha, beta, d, v):
 
 def ladder_curve(alpha: float, beta: float, d: int, *, flops_max: float, batch: int = 1, c: float = 0.5,
                  ratio: float = 4.0, per_decade: int = 24, spectrum: Optional[Spectrum] = None,
-                 spectrum_fn: Optional[Callable] = None) -> LadderCurve:
-    """One rung: the theory loss curve at model size ``d`` up to ``flops_max`` (see the module doc)."""
+                 spectrum_fn: Optional[Callable] = None, optimizer_fn: Optional[Callable] = None) -> LadderCurve:
+    """One rung: the theory loss curve at model size ``d`` up to ``flops_max`` (see the module doc).
+
+    ``optimizer_fn(spectrum, lr, d) -> plrf.optimizers.Optimizer``: train with that optimizer instead of SGD at
+    the constant ``lr`` (e.g. DANA, whose g3 depends on tr K and d)."""
     from .logtime import solve_logtime
     v = data_dim(alpha, d, ratio)
     if spectrum is None:
@@ -68,7 +71,8 @@ def ladder_curve(alpha: float, beta: float, d: int, *, flops_max: float, batch: 
     steps = max(2, int(math.ceil(flops_max / (d * batch))))  # every rung reaches flops_max
     num = max(8, int(per_decade * math.log10(steps)) + 1)
     grid = plrf.log_grid(steps, num)
-    out = solve_logtime(spectrum, plrf.schedules.constant(lr), steps=steps, batch=batch, grid=grid)
+    opt = plrf.schedules.constant(lr) if optimizer_fn is None else optimizer_fn(spectrum, lr, int(d))
+    out = solve_logtime(spectrum, opt, steps=steps, batch=batch, grid=grid)
     s = np.asarray(out.steps)[1:]
     return LadderCurve(int(d), s, (d * batch) * s.astype(np.float64), np.asarray(out.loss)[1:], lr,
                        float(spectrum.P_star), v)
