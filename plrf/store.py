@@ -923,3 +923,36 @@ def save_results(out_dir, dataset, *, config: dict, wall_time: Optional[float] =
     checks of :func:`prepare_out` (another configuration is refused unless ``overwrite``)."""
     with prepare_out(out_dir, config, overwrite=overwrite, what="out dir") as out:
         return out.save(results, dataset, wall_time=wall_time)
+
+
+def stack_ragged(arrays: Sequence, fill=np.nan) -> np.ndarray:
+    """Stack 1-d arrays of different lengths into ``(len(arrays), max length)``, padded with ``fill`` (NaN)."""
+    arrs = [np.asarray(a) for a in arrays]
+    n = max((a.shape[0] for a in arrs), default=0)
+    dtype = np.result_type(*[a.dtype for a in arrs]) if arrs else np.float64
+    if any(a.shape[0] != n for a in arrs) and not (np.issubdtype(dtype, np.floating) or isinstance(fill, str)):
+        dtype = np.float64
+    out = np.full((len(arrs), n), fill, dtype=dtype)
+    for i, a in enumerate(arrs):
+        out[i, :a.shape[0]] = a
+    return out
+
+
+def records_dataset(records: Sequence[Mapping], dim: str, *, dims: Optional[Mapping[str, str]] = None,
+                    coords: Optional[Mapping] = None):
+    """An ``xarray.Dataset`` of a list of flat records (dicts): scalars -> ``(dim,)`` variables, 1-d lists ->
+    ``(dim, dims.get(key, key + "_i"))`` padded with NaN; ``None`` -> NaN; nested dicts are skipped."""
+    import xarray as xr
+    dims = dict(dims or {})
+    data = {}
+    keys = list(dict.fromkeys(k for r in records for k in r))
+    for k in keys:
+        vals = [r.get(k) for r in records]
+        if any(isinstance(v, Mapping) for v in vals):
+            continue
+        if all(v is None or np.ndim(v) == 0 for v in vals):
+            vals = [np.nan if v is None else v for v in vals]
+            data[k] = ((dim,), np.asarray(vals))
+        elif all(v is not None and np.ndim(v) == 1 for v in vals):
+            data[k] = ((dim, dims.get(k, f"{k}_i")), stack_ragged([np.asarray(v) for v in vals]))
+    return xr.Dataset(data, coords=dict(coords or {}))
