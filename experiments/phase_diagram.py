@@ -109,11 +109,13 @@ def _run(args, cfg, out, t0):
 
 
 def dataset(records):
-    """One entry per measured point (dim ``record``; local slopes padded with NaN); the curves are the cells."""
+    """One entry per measured point (dim ``record``; its (alpha, beta) are ``record_alpha``, ``record_beta``; local
+    slopes padded with NaN); the curves are the cells (dims alpha, beta, d, point)."""
     from plrf.store import records_dataset
-    return records_dataset(records, "record", dims={"local_flops": "local", "local_xi": "local",
-                                                    "local_eta": "local", "local1_flops": "local1",
-                                                    "local1_eta": "local1", "flop_window": "window_end"})
+    ds = records_dataset(records, "record", dims={"local_flops": "local", "local_xi": "local",
+                                                  "local_eta": "local", "local1_flops": "local1",
+                                                  "local1_eta": "local1", "flop_window": "window_end"})
+    return ds.rename({k: f"record_{k}" for k in ("alpha", "beta") if k in ds})
 
 
 def _draw(records, root):

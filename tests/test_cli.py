@@ -40,7 +40,7 @@ def test_curve_eigen_matches_expectation(tmp_path):
     cfg = res["config"]
     assert (cfg["command"], cfg["d"], cfg["v"], cfg["steps"], cfg["seeds"], cfg["method"]) == \
         ("curve", 32, 128, 300, 8, "eigen")
-    assert res["metadata"]["x64"] is True
+    assert res["x64"] is True and res["status"] == "complete"
     steps = np.asarray(res["steps"])
     mean, se, exp = (np.asarray(res[k], dtype=float) for k in ("loss_mean", "loss_stderr", "loss_expected"))
     assert steps[0] == 0 and steps[-1] == 300 and np.all(np.diff(steps) > 0)

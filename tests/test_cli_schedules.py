@@ -25,7 +25,7 @@ def test_schedules_end_to_end(tmp_path):
     for key in ("config", "metadata", "steps", "schedules", "max_abs_z", "agreement_3sigma", "error_table",
                 "fits", "wsd_cooldown_scan", "lr_scan", "peak_lr", "max_stable_lr"):
         assert key in res, key
-    assert res["metadata"]["x64"] is True
+    assert res["x64"] is True and res["status"] == "complete"
     steps = np.asarray(res["steps"])
     assert steps[0] == 0 and steps[-1] == 300 and np.all(np.diff(steps) > 0)
     assert res["peak_lr"] == pytest.approx(0.25 * res["max_stable_lr"], rel=1e-12)
