@@ -135,7 +135,7 @@ RUNS = {
                   "--families", "optimal", "2x", "--num", 10, "--quiet"], ["collapse.png"],
                  ("l_exact", "exact_loss")),
 }
-SLOW = {"phase-diagram", "collapse"}
+SLOW = {"schedules", "phase-diagram", "collapse"}   # minutes on 2 cores (compilation)
 
 
 @pytest.mark.parametrize("command", [c if c not in SLOW else pytest.param(c, marks=pytest.mark.slow)
