@@ -296,6 +296,22 @@ def test_load_missing_and_tampered(tmp_path):
     with pytest.raises(ValueError, match="does not match the sha256"):
         load(tmp_path)
 
+def test_sweep_result_save_and_load(tmp_path):
+    from plrf.sweep import SweepResult
+    rng = np.random.default_rng(1)
+    loss = rng.random((2, 1, 3, 4))
+    loss[1, 0, 2, 3] = np.inf                                   # a blow-up stays inf
+    res = SweepResult(np.array([0, 1, 3, 9]), loss, np.array([[[-1, -1, -1]], [[-1, -1, 3]]]),
+                      {"batch": np.array([1, 4]), "lr_scale": np.array([0.5]), "seed": np.array([0, 1, 2])}, "eigen")
+    res.save(tmp_path, {"note": "x"}, wall_time=0.5)
+    ds = load(tmp_path)
+    assert ds.loss.dims == ("batch", "seed", "step") and float(ds.lr_scale) == 0.5     # lr_scale squeezed
+    np.testing.assert_array_equal(ds.loss.sel(batch=4), loss[1, 0])
+    np.testing.assert_array_equal(ds.step, [0, 1, 3, 9])
+    assert int(ds.diverged.sel(batch=4, seed=2)) == 3 and ds.attrs["method"] == "eigen" and ds.attrs["note"] == "x"
+    assert float(ds.loss.sel(batch=3, seed=2, step=8, method="nearest")) == np.inf
+
+
 # ---------------------------------------------------------------------------------------------------------
 # progress bar
 
