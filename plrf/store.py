@@ -316,7 +316,8 @@ class DirLock:
         self.release()
 
     def __del__(self):
-        self.release()
+        with contextlib.suppress(Exception):   # interpreter shutdown
+            self.release()
 
 
 def _stored_configs(cells_dir: Path) -> Dict[str, Path]:
