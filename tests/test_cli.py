@@ -34,7 +34,7 @@ def test_curve_eigen_matches_expectation(tmp_path):
     assert _run(["curve", "--d", 32, "--steps", 300, "--seeds", 8, "--method", "eigen", "--num", 30,
                  "--out", out, "--quiet"]) == 0
     res = _load(out)
-    for key in ("config", "metadata", "steps", "loss_mean", "loss_stderr", "loss_expected", "P_star", "P0",
+    for key in ("config", "timestamp", "versions", "steps", "loss_mean", "loss_stderr", "loss_expected", "P_star", "P0",
                 "kernel_norm"):
         assert key in res, key
     cfg = res["config"]
