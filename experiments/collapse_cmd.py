@@ -41,6 +41,7 @@ def add_arguments(p):
     p.add_argument("--families", nargs="+", default=list(FAMILIES), metavar="NAME",
                    help="horizon families: " + ", ".join(FAMILIES))
     p.add_argument("--no-sim", action="store_true", help="exact curves only (no seed-noise floor sigma)")
+    p.add_argument("--overwrite", action="store_true", help="discard results stored in OUT with other settings")
     opt.add_common(p, DEFAULT_OUT)
 
 
@@ -66,19 +67,33 @@ def _grid(T, num):
     return np.union1d(plrf.log_grid(int(T), num), np.round(np.linspace(0, T, 41)).astype(np.int64))
 
 
+def config_of(args, ds) -> dict:
+    return dict(command="collapse", alpha=args.alpha, beta=args.beta, schedule=args.schedule, d=ds.tolist(),
+                h_min=args.h_min, h_max=args.h_max, h_flops=args.h_flops, c=args.c, batch=args.batch,
+                seeds=args.seeds, seed=args.seed, num=args.num, no_sim=bool(args.no_sim),
+                families=[f for f in FAMILIES if f in args.families], late_window=list(LATE))
+
+
 def run(args):
+    from plrf.store import prepare_out
+
+    t0 = time.time()
+    ds = _validate(args)
+    config = config_of(args, ds)
+    with prepare_out(args.out, config, overwrite=args.overwrite) as out_dir:   # before any work; locks OUT
+        return _run(args, ds, config, out_dir, t0)
+
+
+def _run(args, ds, config, out_dir, t0):
     import jax
 
     import plrf
-    from plrf import store
     from plrf.progress import Progress
     from plrf.sweep import sweep
     from theory import collapse as CL
     from theory.ladder import geometric_ladder, ladder_curves, ladder_lr
     from theory.logtime import solve_logtime
 
-    t0 = time.time()
-    ds = _validate(args)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     B = args.batch
 
@@ -140,20 +155,16 @@ def run(args):
         rec["exact_final"] = [float(lo[-1]) for _, lo in ex]
         rec["summary"] = _summary(rec)
         out[fam] = rec
-    config = dict(command="collapse", alpha=args.alpha, beta=args.beta, schedule=args.schedule, d=ds.tolist(),
-                  h_min=args.h_min, h_max=args.h_max, h_flops=args.h_flops, c=args.c, batch=B, seeds=args.seeds,
-                  seed=args.seed, num=args.num, no_sim=args.no_sim, families=list(families), late_window=list(LATE))
-    results = dict(config=config, metadata=store.metadata(config, wall_time=time.time() - t0),
-                   timings=dict(horizons=t_h, runs=t_sim, total=time.time() - t0),
+    if list(families) != config["families"]:
+        raise RuntimeError(f"horizon families {list(families)} != {config['families']}")
+    exact_curves = {fam: [dict(steps=g, loss=lo) for g, lo in runs[fam][1]] for fam in runs}
+    results = dict(timings=dict(horizons=t_h, runs=t_sim, total=time.time() - t0),
                    horizon_ladder=dict(d=hor.d, T=hor.T, xi=hor.xi, coef=hor.coef, g=hor.g),
                    T_opt=T_opt, lr={int(d): lrs[d] for d in ds},
                    P_star={int(d): float(specs[d].P_star) for d in ds},
-                   L0=L0, L0_fit=L0fit._asdict(), families=out)
-    os.makedirs(args.out, exist_ok=True)
-    store.write_json(os.path.join(args.out, "results.json"), results)
-    plot(runs, out, ds, config, hor, L0, os.path.join(args.out, "collapse.png"))
-    results["timings"]["total"] = time.time() - t0
-    store.write_json(os.path.join(args.out, "results.json"), results)
+                   L0=L0, L0_fit=L0fit._asdict(), families=out, exact_curves=exact_curves)
+    out_dir.save(results, dataset(out, exact_curves, ds), wall_time=time.time() - t0)
+    plot(runs, out, ds, config, hor, L0, out_dir.file("collapse.png"))
     if not args.quiet:
         for fam, rec in out.items():
             s = rec["summary"]
@@ -165,6 +176,55 @@ def run(args):
             say(line)
         say(f"wrote {args.out}/results.json and collapse.png in {time.time() - t0:.0f}s")
     return results
+
+
+def dataset(out, exact_curves, ds):
+    """Per (family, d): horizons, normalized exact curves, final losses; per family: Delta, sigma on the x grid
+    of that family (dim ``x_i``; the x values are the variable ``x``); exact curves per (family, d, ``point``)."""
+    import xarray as xr
+
+    from plrf.store import stack_ragged
+    fams = list(out)
+    nx = max(len(out[f]["x"]) for f in fams)
+    pad = lambda a: np.pad(np.asarray(a, float), [(0, 0)] * (np.ndim(a) - 1) + [(0, nx - np.shape(a)[-1])],  # noqa: E731
+                           constant_values=np.nan)
+    data = {"T": (("family", "d"), np.stack([np.asarray(out[f]["T"], float) for f in fams])),
+            "exact_final": (("family", "d"), np.array([out[f]["exact_final"] for f in fams], float)),
+            "x": (("family", "x_i"), np.stack([pad(out[f]["x"]) for f in fams])),
+            "l_exact": (("family", "d", "x_i"), np.stack([pad(out[f]["l_exact"]) for f in fams])),
+            "delta_sizes": (("family", "x_i"), np.stack([pad(out[f]["delta_sizes"]) for f in fams]))}
+    if "delta" in out[fams[0]]:
+        for k in ("delta", "sigma", "delta_noise"):
+            data[k] = (("family", "x_i"), np.stack([pad(out[f][k]) for f in fams]))
+        data["l_mean_seeds"] = (("family", "d", "x_i"), np.stack([pad(out[f]["l_mean_seeds"]) for f in fams]))
+        data["sim_final_mean"] = (("family", "d"), np.array([out[f]["sim_final_mean"] for f in fams], float))
+    n = max(len(c["steps"]) for f in fams for c in exact_curves[f])
+    for k in ("steps", "loss"):
+        rows = [stack_ragged([c[k] for c in exact_curves[f]]) for f in fams]
+        data[f"exact_{k}"] = (("family", "d", "point"),
+                              np.stack([np.pad(r.astype(float), [(0, 0), (0, n - r.shape[1])], constant_values=np.nan)
+                                        for r in rows]))
+    return xr.Dataset(data, coords={"family": fams, "d": np.asarray(ds)})
+
+
+def replot(out_dir):
+    """Redraw collapse.png from OUT/results.json (no recomputation)."""
+    from types import SimpleNamespace as NS
+
+    from plrf.store import read_json
+    r = read_json(os.path.join(out_dir, "results.json"))
+    cfg = r["config"]
+    ds = np.asarray(cfg["d"])
+    out = {}
+    for fam, rec in r["families"].items():
+        out[fam] = {k: (v if k == "summary" else np.asarray(v, dtype=float)) for k, v in rec.items()}
+        out[fam]["T"] = np.asarray(rec["T"])
+    ex = [(np.asarray(c["steps"]), np.asarray(c["loss"], dtype=float)) for c in r["exact_curves"]["optimal"]]
+    runs = {"optimal": (out["optimal"]["T"], ex, [])}
+    h = r["horizon_ladder"]
+    hor = NS(d=np.asarray(h["d"]), T=np.asarray(h["T"], dtype=float), xi=h["xi"], coef=h["coef"], g=h["g"])
+    plot(runs, out, ds, cfg, hor, r["L0"], os.path.join(out_dir, "collapse.png"))
+    return ["collapse.png"]
 
 
 def _x_grid(Ts):

@@ -86,9 +86,7 @@ def simulate_small(alpha, beta, ds, *, seeds, flops, batch, c, ratio, seed, devi
 
 
 def run(args):
-    from plrf.progress import Progress
-    from plrf.store import CellStore, write_json
-    from theory.ladder import geometric_ladder, measure_frontier
+    from plrf.store import prepare_out
 
     t0 = time.time()
     if args.d_max <= args.d_min:
@@ -96,8 +94,15 @@ def run(args):
     if args.ratio <= 1:
         raise ValueError(f"--ratio must be > 1, got {args.ratio}")
     config = config_of(args)
-    os.makedirs(args.out, exist_ok=True)
-    store = CellStore(args.out, config, overwrite=args.overwrite)
+    with prepare_out(args.out, config, overwrite=args.overwrite) as out:   # before any work; locks OUT
+        return _run(args, config, out, t0)
+
+
+def _run(args, config, out, t0):
+    from plrf.progress import Progress
+    from theory.ladder import geometric_ladder, measure_frontier
+
+    store = out.cells()
     ds = geometric_ladder(args.d_min, args.d_max, args.per_octave)
     with Progress(len(ds), desc="compute-optimal ladder", unit="d", quiet=args.quiet) as bar:
         m = measure_frontier(args.alpha, args.beta, ds, flops_max=args.flops_max, batch=args.batch, c=args.c,
@@ -106,23 +111,65 @@ def run(args):
                           batch=args.batch, c=args.c, ratio=args.ratio, seed=args.seed, devices=args.devices,
                           quiet=args.quiet) if args.sim_d else []
     rec = fit_record(m)
-    results = dict(config=config, **rec, ladder=[int(d) for d in ds],
+    results = dict(**rec, ladder=[int(d) for d in ds],
                    envelope_flops=m.fit.flops, envelope_loss=m.fit.envelope, argmin_d=m.fit.argmin_d,
-                   parabola_d=m.fit2.argmin_d, parabola_loss=m.fit2.envelope,
+                   in_window=m.fit.in_window, parabola_flops=m.fit2.flops, parabola_d=m.fit2.argmin_d,
+                   parabola_loss=m.fit2.envelope, local1_xi=m.fit.local.xi,
                    curves=[dict(d=c.d, lr=c.lr, P_star=c.P_star, v=c.v, flops=c.flops, loss=c.loss) for c in m.curves],
                    simulations=sims)
-    store.finish(wall_time=time.time() - t0, **{k: rec[k] for k in ("phase", "xi_theory", "eta_theory",
-                                                                      "xi_measured", "eta_measured")})
-    from plrf.store import read_json
-    meta = read_json(os.path.join(args.out, "results.json"))
-    meta.update(results)
-    write_json(os.path.join(args.out, "results.json"), meta)
-    plot(m, sims, os.path.join(args.out, "compute_optimal.png"))
+    out.save(results, dataset(m, sims), wall_time=time.time() - t0)
+    plot(m, sims, out.file("compute_optimal.png"))
     if not args.quiet:
         print(f"plrf compute-optimal: phase {m.phase}: xi = {m.fit.xi:.3f} ± {m.fit.xi_err:.3f} (theory "
               f"{m.xi_theory:.3f}), eta = {m.fit.eta:.3f} ± {m.fit.eta_err:.3f} (theory {m.eta_theory:.3f}); "
               f"wrote {args.out}/results.json and compute_optimal.png")
     return m
+
+
+def dataset(m, sims):
+    """The envelope fits on their compute grid, the local slopes and the simulations (the ladder's curves are
+    the cells: ``plrf.load`` merges both)."""
+    import xarray as xr
+
+    from plrf.store import records_dataset
+    f1, f2 = m.fit, m.fit2
+    ds = xr.Dataset({"envelope_loss": ("compute", f1.envelope), "argmin_d": ("compute", f1.argmin_d),
+                     "in_window": ("compute", f1.in_window), "parabola_d": ("compute", f2.argmin_d),
+                     "parabola_loss": ("compute", f2.envelope),
+                     "local_xi": ("local_compute", f2.local.xi), "local_eta": ("local_compute", f2.local.eta),
+                     "local1_xi": ("local1_compute", f1.local.xi), "local1_eta": ("local1_compute", f1.local.eta)},
+                    coords={"compute": f1.flops, "local_compute": f2.local.flops, "local1_compute": f1.local.flops})
+    if not np.array_equal(f1.flops, f2.flops):
+        raise RuntimeError("the two frontier fits use different compute grids")
+    if sims:
+        sd = records_dataset(sims, "sim_d", dims={k: "sim_point" for k in ("flops", "loss_mean", "loss_stderr")})
+        sd = sd.assign_coords(sim_d=sd["d"].values).drop_vars("d").rename(
+            {"flops": "sim_flops", "loss_mean": "sim_loss_mean", "loss_stderr": "sim_loss_stderr", "lr": "sim_lr",
+             "v": "sim_v"})
+        ds = ds.merge(sd)
+    return ds
+
+
+def replot(out_dir):
+    """Redraw compute_optimal.png from OUT/results.json (no recomputation)."""
+    from types import SimpleNamespace as NS
+
+    from plrf.store import read_json
+    r = read_json(os.path.join(out_dir, "results.json"))
+    A = lambda x: np.asarray(x, dtype=float)  # noqa: E731
+    curves = [NS(d=c["d"], flops=A(c["flops"]), loss=A(c["loss"])) for c in r["curves"]]
+    fit = NS(flops=A(r["envelope_flops"]), envelope=A(r["envelope_loss"]), argmin_d=A(r["argmin_d"]),
+             in_window=np.asarray(r["in_window"], dtype=bool), xi=r["xi_measured"], eta=r["eta_measured"],
+             local=NS(flops=A(r["local1_flops"]), xi=A(r["local1_xi"]), eta=A(r["local1_eta"])))
+    fit2 = NS(flops=A(r["parabola_flops"]), envelope=A(r["parabola_loss"]), argmin_d=A(r["parabola_d"]),
+              xi=r["xi_parabola"], eta=r["eta_parabola"],
+              local=NS(flops=A(r["local_flops"]), xi=A(r["local_xi"]), eta=A(r["local_eta"])))
+    m = NS(alpha=r["alpha"], beta=r["beta"], phase=r["phase"], xi_theory=r["xi_theory"],
+           eta_theory=r["eta_theory"], curves=curves, fit=fit, fit2=fit2)
+    sims = [dict(s, flops=A(s["flops"]), loss_mean=A(s["loss_mean"]), loss_stderr=A(s["loss_stderr"]))
+            for s in r.get("simulations", [])]
+    plot(m, sims, os.path.join(out_dir, "compute_optimal.png"))
+    return ["compute_optimal.png"]
 
 
 def plot(m, sims, path):

@@ -33,6 +33,7 @@ def add_arguments(p):
     p.add_argument("--W-file", dest="W_file", default=None, help="a .npy feature matrix of shape (v, d) to use")
     p.add_argument("--num", type=opt.int_at_least(2), default=100, help="points on the log-spaced step grid")
     p.add_argument("--allow-unstable", action="store_true", help="run even past a stability edge")
+    p.add_argument("--overwrite", action="store_true", help="discard results stored in OUT with other settings")
     opt.add_common(p, DEFAULT_OUT)
 
 
@@ -41,16 +42,45 @@ def _schedule_names():
     return NAMES
 
 
-def run(args):
-    import jax
-    import numpy as np
+def config_of(args) -> dict:
+    """Every option that changes the numbers (cheap: nothing is sampled or solved); the W file by content."""
+    import hashlib
 
     import plrf
-    from plrf import store
-
-    t0 = time.time()
     v = args.v if args.v is not None else 4 * args.d
     problem = plrf.Problem(args.alpha, args.beta, v, args.d)
+    lr = args.lr if args.lr is not None else problem.default_lr(0.5)
+    schedule = plrf.schedules.by_name(args.schedule, lr, args.steps)
+    w_sha = None
+    if args.W_file:
+        try:
+            with open(args.W_file, "rb") as f:
+                w_sha = hashlib.sha256(f.read()).hexdigest()
+        except OSError as err:
+            raise ValueError(f"--W-file {args.W_file}: cannot be read ({err.strerror or err})") from None
+    return dict(command="curve", alpha=args.alpha, beta=args.beta, d=args.d, v=v, lr=lr, batch=args.batch,
+                steps=args.steps, schedule=schedule.config, method=args.method, seeds=args.seeds, rng=args.rng,
+                seed=args.seed, W_file=args.W_file, W_sha256=w_sha, num=args.num,
+                allow_unstable=bool(args.allow_unstable), flops_per_step=args.d * args.batch)
+
+
+def run(args):
+    from plrf.store import prepare_out
+
+    t0 = time.time()
+    config = config_of(args)
+    with prepare_out(args.out, config, overwrite=args.overwrite) as out:   # before any work; locks OUT
+        return _run(args, config, out, t0)
+
+
+def _run(args, config, out, t0):
+    import jax
+    import numpy as np
+    import xarray as xr
+
+    import plrf
+
+    problem = plrf.Problem(args.alpha, args.beta, config["v"], args.d)
     key = jax.random.key(args.seed)
     k_w, k_sgd = jax.random.split(key)
     if args.W_file:
@@ -58,7 +88,7 @@ def run(args):
         instance = plrf.instance_from_W(problem, W)
     else:
         instance = plrf.sample_instance(problem, key=k_w)
-    lr = args.lr if args.lr is not None else problem.default_lr(0.5)
+    lr = config["lr"]
     schedule = plrf.schedules.by_name(args.schedule, lr, args.steps)
     common = dict(steps=args.steps, batch=args.batch, num=args.num, allow_unstable=args.allow_unstable)
     exact = plrf.expected_loss(instance.spectrum, schedule, **common)
@@ -66,19 +96,33 @@ def run(args):
         curve = exact
     else:
         curve = _simulate(instance, schedule, args, k_sgd, common)
-    config = dict(command="curve", alpha=args.alpha, beta=args.beta, d=args.d, v=v, lr=lr, batch=args.batch,
-                  steps=args.steps, schedule=schedule.config, method=args.method, seeds=args.seeds, rng=args.rng,
-                  seed=args.seed, W_file=args.W_file, num=args.num, flops_per_step=args.d * args.batch)
-    os.makedirs(args.out, exist_ok=True)
-    results = dict(config=config, metadata=store.metadata(config, wall_time=time.time() - t0),
-                   steps=curve.steps, loss_mean=curve.loss, loss_stderr=curve.stderr, loss_expected=exact.loss,
+    results = dict(steps=curve.steps, loss_mean=curve.loss, loss_stderr=curve.stderr, loss_expected=exact.loss,
                    diverged_step=curve.diverged_step, P_star=float(instance.spectrum.P_star),
                    P0=instance.spectrum.P0, kernel_norm=float(plrf.kernel_norm(instance.spectrum, lr, args.batch)))
-    store.write_json(os.path.join(args.out, "results.json"), results)
-    _plot(curve, exact, instance.spectrum, config, os.path.join(args.out, "curve.png"))
+    data = xr.Dataset({"loss_mean": ("step", np.asarray(curve.loss)),
+                       "loss_stderr": ("step", np.asarray(curve.stderr)),
+                       "loss_expected": ("step", np.asarray(exact.loss))}, coords={"step": np.asarray(curve.steps)})
+    out.save(results, data, wall_time=time.time() - t0)
+    _plot(curve, exact, instance.spectrum, config, out.file("curve.png"))
     if not args.quiet:
         print(f"plrf curve: final loss {curve.final:.6g} (exact expectation {exact.final:.6g}, P* "
               f"{float(instance.spectrum.P_star):.4g}); wrote {args.out}/results.json and curve.png")
+
+
+def replot(out_dir):
+    """Redraw curve.png from OUT/results.json (no recomputation)."""
+    from types import SimpleNamespace as NS
+
+    import numpy as np
+
+    from plrf.store import read_json
+    r = read_json(os.path.join(out_dir, "results.json"))
+    A = lambda x: np.asarray(x, dtype=float)  # noqa: E731
+    steps = np.asarray(r["steps"], dtype=np.int64)
+    curve = NS(steps=steps, loss=A(r["loss_mean"]), stderr=A(r["loss_stderr"]))
+    exact = NS(steps=steps, loss=A(r["loss_expected"]))
+    _plot(curve, exact, NS(P_star=r["P_star"]), r["config"], os.path.join(out_dir, "curve.png"))
+    return ["curve.png"]
 
 
 def _simulate(instance, schedule, args, key, common):

@@ -58,11 +58,7 @@ def points_of(cfg) -> list:
 
 
 def run(args):
-    from plrf.progress import Progress
-    from plrf.store import CellStore, read_json, write_json
-    from theory.ladder import geometric_ladder, measure_frontier
-
-    from .compute_optimal import fit_record
+    from plrf.store import prepare_out
 
     t0 = time.time()
     pre = dict(PRESETS[args.preset])
@@ -75,8 +71,17 @@ def run(args):
         raise ValueError(f"--d-max must be > {cfg['d_min']}, got {cfg['d_max']}")
     if args.ratio <= 1:
         raise ValueError(f"--ratio must be > 1, got {args.ratio}")
-    os.makedirs(args.out, exist_ok=True)
-    store = CellStore(args.out, cfg, overwrite=args.overwrite)
+    with prepare_out(args.out, cfg, overwrite=args.overwrite) as out:   # before any work; locks OUT
+        return _run(args, cfg, out, t0)
+
+
+def _run(args, cfg, out, t0):
+    from plrf.progress import Progress
+    from theory.ladder import geometric_ladder, measure_frontier
+
+    from .compute_optimal import fit_record
+
+    store = out.cells()
     ds = geometric_ladder(cfg["d_min"], cfg["d_max"], cfg["per_octave"])
     pts = points_of(cfg)
     records, failed = [], []
@@ -94,18 +99,37 @@ def run(args):
             records.append(rec)
             bar.set_postfix(f"{label} ({a}, {b}): xi {rec['xi_measured']:.3f}/{rec['xi_theory']:.3f} "
                             f"eta {rec['eta_measured']:.3f}/{rec['eta_theory']:.3f}")
-    store.finish(wall_time=time.time() - t0)
-    meta = read_json(os.path.join(args.out, "results.json"))
-    meta.update(config=cfg, ladder=[int(d) for d in ds], points=records, failed=failed)
-    write_json(os.path.join(args.out, "results.json"), meta)
-    plot_heatmaps(records, os.path.join(args.out, "phase_diagram.png"))
-    plot_scatter(records, os.path.join(args.out, "measured_vs_theory.png"))
-    plot_local_slopes(records, os.path.join(args.out, "local_slopes.png"))
+    out.save(dict(ladder=[int(d) for d in ds], points=records, failed=failed), dataset(records),
+             wall_time=time.time() - t0)
+    files = _draw(records, out.root)
     if not args.quiet:
         print(table(records))
-        print(f"plrf phase-diagram: {len(records)} points; wrote {args.out}/results.json, phase_diagram.png, "
-              "measured_vs_theory.png, local_slopes.png")
+        print(f"plrf phase-diagram: {len(records)} points; wrote {args.out}/results.json, {', '.join(files)}")
     return records
+
+
+def dataset(records):
+    """One entry per measured point (dim ``record``; its (alpha, beta) are ``record_alpha``, ``record_beta``; local
+    slopes padded with NaN); the curves are the cells (dims alpha, beta, d, point)."""
+    from plrf.store import records_dataset
+    ds = records_dataset(records, "record", dims={"local_flops": "local", "local_xi": "local",
+                                                  "local_eta": "local", "local1_flops": "local1",
+                                                  "local1_eta": "local1", "flop_window": "window_end"})
+    return ds.rename({k: f"record_{k}" for k in ("alpha", "beta") if k in ds})
+
+
+def _draw(records, root):
+    plot_heatmaps(records, os.path.join(root, "phase_diagram.png"))
+    plot_scatter(records, os.path.join(root, "measured_vs_theory.png"))
+    plot_local_slopes(records, os.path.join(root, "local_slopes.png"))
+    return ["phase_diagram.png", "measured_vs_theory.png", "local_slopes.png"]
+
+
+def replot(out_dir):
+    """Redraw the three figures from OUT/results.json (no recomputation)."""
+    from plrf.store import read_json
+    records = read_json(os.path.join(out_dir, "results.json")).get("points", [])
+    return _draw(records, out_dir)
 
 
 def table(records) -> str:

@@ -54,6 +54,7 @@ def add_arguments(p):
                    help="peak lr fractions of the max stable lr scanned for WSD (linear, --cooldown)")
     p.add_argument("--mp-starts", type=opt.int_at_least(1), default=1,
                    help="multi-start refinements of the multi-power fit")
+    p.add_argument("--overwrite", action="store_true", help="discard results stored in OUT with other settings")
     opt.add_common(p, DEFAULT_OUT)
 
 
@@ -102,17 +103,33 @@ def skewness(L) -> float:
     return float(np.max(np.mean(c[:, ok] ** 3, axis=0) / sd[ok] ** 3)) if np.any(ok) else 0.0
 
 
-def run(args):
-    import jax
+def config_of(args) -> dict:
+    v = args.v if args.v is not None else 4 * args.d
+    return dict(command="schedules", alpha=args.alpha, beta=args.beta, d=args.d, v=v, batch=args.batch,
+                steps=args.steps, lr_frac=args.lr_frac, seeds=args.seeds, seed=args.seed,
+                schedules=list(args.schedules), cooldown=args.cooldown, num=args.num, err_from=args.err_from,
+                scan_cooldowns=list(args.scan_cooldowns), scan_lr_fracs=list(args.scan_lr_fracs),
+                mp_starts=args.mp_starts, fit_on=list(FIT_ON))
 
-    import plrf
-    from plrf import store
-    from plrf.progress import Progress
-    from theory import schedule_laws as SL
+
+def run(args):
+    from plrf.store import prepare_out
 
     t0 = time.time()
     _validate(args)
-    v = args.v if args.v is not None else 4 * args.d
+    config = config_of(args)
+    with prepare_out(args.out, config, overwrite=args.overwrite) as out:   # before any work; locks OUT
+        return _run(args, config, out, t0)
+
+
+def _run(args, config, out, t0):
+    import jax
+
+    import plrf
+    from plrf.progress import Progress
+    from theory import schedule_laws as SL
+
+    v = config["v"]
     problem = plrf.Problem(args.alpha, args.beta, v, args.d)
     k_w, k_sgd = jax.random.split(jax.random.key(args.seed))
     spec = plrf.sample_spectrum(problem, key=k_w)
@@ -183,14 +200,8 @@ def run(args):
                     args.scan_lr_fracs, T, B, tissue, mpow)
     t_scan = time.time() - t_scan
 
-    config = dict(command="schedules", alpha=args.alpha, beta=args.beta, d=args.d, v=v, batch=B, steps=T,
-                  lr_frac=args.lr_frac, seeds=args.seeds, seed=args.seed, schedules=names, cooldown=args.cooldown,
-                  num=args.num, err_from=args.err_from, scan_cooldowns=list(args.scan_cooldowns),
-                  scan_lr_fracs=list(args.scan_lr_fracs), mp_starts=args.mp_starts, fit_on=list(FIT_ON))
-    os.makedirs(args.out, exist_ok=True)
     table = [r._asdict() for r in rows]
     results = dict(
-        config=config, metadata=store.metadata(config, wall_time=time.time() - t0),
         timings=dict(total=time.time() - t0, sgd=t_sim, predictors=t_pred, scans=t_scan),
         max_stable_lr=lr_max, peak_lr=peak, P_star=float(spec.P_star), P0=float(spec.P0), steps=grid,
         schedules={n: dict(config=scheds[n].config, lr=np.asarray(scheds[n](np.maximum(grid - 1, 0))),
@@ -203,18 +214,60 @@ def run(args):
         error_table=table, error_from_step=from_step,
         fits=dict(tissue=tissue._asdict(), multipower=mpow._asdict(), fit_on=list(FIT_ON)),
         wsd_cooldown_scan=scan_c, lr_scan=scan_lr)
-    store.write_json(os.path.join(args.out, "results.json"), results)
+    out.save(results, dataset(results, names, list(preds)), wall_time=time.time() - t0)
     md = _table_md(rows, names, list(preds), from_step, zinfo, scan_c, scan_lr, config, peak, lr_max)
-    with open(os.path.join(args.out, "table.md"), "w") as f:
+    with open(out.file("table.md"), "w") as f:
         f.write(md)
-    plot_schedules(grid, names, scheds, exact, sim, pred_loss, list(preds), config, peak,
-                   os.path.join(args.out, "schedules.png"))
-    plot_scans(scan_c, scan_lr, config, os.path.join(args.out, "wsd_scan.png"))
-    results["timings"]["total"] = time.time() - t0
-    store.write_json(os.path.join(args.out, "results.json"), results)
+    _draw(grid, names, scheds, exact, sim, pred_loss, list(preds), config, peak, scan_c, scan_lr, out.root)
     say(md)
     say(f"wrote {args.out}/results.json, table.md, schedules.png, wsd_scan.png in {time.time() - t0:.0f}s")
     return results
+
+
+def dataset(results, names, pnames):
+    """Curves per (schedule, step), predictions per (schedule, predictor, step), errors, and the two scans."""
+    import xarray as xr
+    S = results["schedules"]
+    err = {(r["schedule"], r["predictor"]): r for r in results["error_table"]}
+    st = lambda key: np.stack([np.asarray(S[n][key], dtype=float) for n in names])  # noqa: E731
+    data = {k: (("schedule", "step"), st(k)) for k in ("lr", "exact", "sim_mean", "sim_stderr", "z")}
+    data["prediction"] = (("schedule", "predictor", "step"),
+                          np.stack([np.stack([S[n]["predictions"][p] for p in pnames]) for n in names]))
+    for k in ("max_rel", "final_rel"):
+        data[k] = (("schedule", "predictor"), np.array([[err[n, p][k] for p in pnames] for n in names]))
+    for k in ("max_abs_z", "band", "p_value", "skewness"):
+        data[k] = ("schedule", np.array([S[n]["agreement"][k] for n in names], dtype=float))
+    for scan, dim in (("wsd_cooldown_scan", "cooldown"), ("lr_scan", "lr_frac")):
+        for k in ("exact", "tissue", "multipower"):
+            data[f"{scan}_{k}"] = (dim, np.asarray(results[scan][k], dtype=float))
+    return xr.Dataset(data, coords={"schedule": names, "predictor": pnames, "step": results["steps"],
+                                    "cooldown": results["wsd_cooldown_scan"]["values"],
+                                    "lr_frac": results["lr_scan"]["values"]})
+
+
+def _draw(grid, names, scheds, exact, sim, pred_loss, pnames, config, peak, scan_c, scan_lr, root):
+    plot_schedules(grid, names, scheds, exact, sim, pred_loss, pnames, config, peak,
+                   os.path.join(root, "schedules.png"))
+    plot_scans(scan_c, scan_lr, config, os.path.join(root, "wsd_scan.png"))
+    return ["schedules.png", "wsd_scan.png"]
+
+
+def replot(out_dir):
+    """Redraw schedules.png and wsd_scan.png from OUT/results.json (no recomputation; the schedules are rebuilt
+    from their configuration)."""
+    from plrf.store import read_json
+    r = read_json(os.path.join(out_dir, "results.json"))
+    cfg, peak = r["config"], r["peak_lr"]
+    names = list(cfg["schedules"])
+    S = r["schedules"]
+    pnames = list(S[names[0]]["predictions"]) if names else []
+    A = lambda x: np.asarray(x, dtype=float)  # noqa: E731
+    scheds = {n: _make(n, peak, cfg["steps"], cfg["cooldown"]) for n in names}
+    exact = {n: A(S[n]["exact"]) for n in names}
+    sim = {n: dict(mean=A(S[n]["sim_mean"]), stderr=A(S[n]["sim_stderr"])) for n in names}
+    pred = {(n, p): A(S[n]["predictions"][p]) for n in names for p in pnames}
+    return _draw(np.asarray(r["steps"], dtype=np.int64), names, scheds, exact, sim, pred, pnames, cfg, peak,
+                 r["wsd_cooldown_scan"], r["lr_scan"], out_dir)
 
 
 def _scan(spec, schedules, values, T, B, tissue, mpow):

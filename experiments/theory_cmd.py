@@ -86,6 +86,7 @@ def add_arguments(p):
     p.add_argument("--seed", type=opt.int_at_least(0), default=0,
                    help="seed of W for --spectrum sampled (same W as `plrf curve --seed`)")
     p.add_argument("--num", type=opt.int_at_least(8), default=120, help="points on the log-spaced step grid")
+    p.add_argument("--overwrite", action="store_true", help="discard results stored in OUT with other settings")
     opt.add_common(p, DEFAULT_OUT)
     for action in p._actions:  # the shared --devices option: accepted for uniformity of the CLI
         if action.dest == "devices":
@@ -185,12 +186,27 @@ def theory_curve(spec, schedule, *, alpha, beta, d, v, batch, steps, num):
 
 def run(args):
     import plrf
-    from plrf import store
+    from plrf.store import prepare_out
 
     t0 = time.time()
     a, b, d, v = _resolve(args)
     lr = args.lr if args.lr is not None else _default_lr(a, d, v)
     schedule = plrf.schedules.by_name(args.schedule, lr, args.steps)
+    config = dict(command="theory", alpha=a, beta=b, d=d, v=("inf" if v is None else v), lr=lr, batch=args.batch,
+                  steps=args.steps, schedule=schedule.config, spectrum=args.spectrum,
+                  seed=(args.seed if args.spectrum == "sampled" else None), num=args.num,
+                  flops_per_step=d * args.batch)
+    with prepare_out(args.out, config, overwrite=args.overwrite) as out_dir:   # before any work; locks OUT
+        return _run(args, config, out_dir, t0, (a, b, d, v, lr, schedule))
+
+
+def _run(args, config, out_dir, t0, resolved):
+    import xarray as xr
+
+    import plrf
+    from plrf import store
+
+    a, b, d, v, lr, schedule = resolved
     spec = _spectrum(args, a, b, d, v)
     edges = plrf.stability_edges(spec, args.batch)
     if schedule.peak >= edges.max_lr:
@@ -200,15 +216,10 @@ def run(args):
                          f"{edges.stochastic:.6g}) of this spectrum")
     out = theory_curve(spec, schedule, alpha=a, beta=b, d=d, v=v, batch=args.batch, steps=args.steps,
                        num=args.num)
-    config = dict(command="theory", alpha=a, beta=b, d=d, v=("inf" if v is None else v), lr=lr, batch=args.batch,
-                  steps=args.steps, schedule=schedule.config, spectrum=args.spectrum,
-                  seed=(args.seed if args.spectrum == "sampled" else None), num=args.num,
-                  flops_per_step=d * args.batch)
-    os.makedirs(args.out, exist_ok=True)
     limit = float(plrf.limit_loss(spec, lr, args.batch)) if schedule.config["name"] == "constant" else None
+    flops = (d * args.batch) * out["steps"].astype(np.float64)
     results = dict(
-        config=config, metadata=store.metadata(config, wall_time=time.time() - t0),
-        steps=out["steps"], flops=(d * args.batch) * out["steps"].astype(np.float64), loss=out["loss"],
+        steps=out["steps"], flops=flops, loss=out["loss"],
         lr=out["lr"], intrinsic_time=out["intrinsic_time"],
         components={k: out["values"][k] for k in ("F0", "Fpp", "Fac", "noise")},
         components_note="each as it enters the loss: (F0, Fpp, Fac) times amplification = 1/(1 - kernel norm at "
@@ -220,11 +231,20 @@ def run(args):
         kernel_norm=out["kernel_norm"], kernel_norm_at_step=out["kernel_norm_at_step"], limit_loss=limit,
         stability_edges=dict(full_batch=edges.full_batch, stochastic=edges.stochastic, max_lr=edges.max_lr),
         spectrum_size=int(spec.lam.size), solver_intervals=out["intervals"])
-    results["metadata"]["wall_time"] = time.time() - t0
-    store.write_json(os.path.join(args.out, "results.json"), results)
-    store.save_npz(os.path.join(args.out, "spectrum.npz"), lam=spec.lam, n=spec.n, w=spec.w,
-                   P_star=np.float64(spec.P_star))
-    plot(out, config, os.path.join(args.out, "theory.png"))
+    names = ("F0", "Fpp", "Fac", "noise")
+    data = xr.Dataset(
+        {"loss": ("step", out["loss"]), "flops": ("step", flops), "lr": ("step", out["lr"]),
+         "intrinsic_time": ("step", out["intrinsic_time"]),
+         "components": (("component", "step"), np.stack([out["values"][k] for k in names])),
+         "present": ("component", np.array([bool(out["present"][k]) for k in names])),
+         "components_total": ("step", out["total"]), "dominant": ("step", np.asarray(out["dominant"]).astype(str)),
+         "dominant_share": ("step", out["share"]), "in_window": ("step", out["in_window"]),
+         "amplification": ("step", out["amplification"]), "kernel_norm_at_step": ("step", out["kernel_norm_at_step"]),
+         "lam": ("mode", np.asarray(spec.lam)), "n": ("mode", np.asarray(spec.n)), "w": ("mode", np.asarray(spec.w))},
+        coords={"step": out["steps"], "component": list(names)})
+    out_dir.save(results, data, wall_time=time.time() - t0)
+    store.save_npz(out_dir.file("spectrum.npz"), lam=spec.lam, n=spec.n, w=spec.w, P_star=np.float64(spec.P_star))
+    plot(out, config, out_dir.file("theory.png"))
     if not args.quiet:
         runs = _runs(out["dominant"])
         seq = " -> ".join(f"{name} (r <= {out['steps'][j - 1]:.3g})" for name, i, j in runs)
@@ -232,6 +252,23 @@ def run(args):
               f"kernel norm {out['kernel_norm']:.3g}); dominant: {seq}; wrote {args.out}/results.json, "
               f"spectrum.npz and theory.png")
     return results
+
+
+def replot(out_dir):
+    """Redraw theory.png from OUT/results.json (no recomputation)."""
+    from plrf.store import read_json
+    r = read_json(os.path.join(out_dir, "results.json"))
+    A = lambda x: np.asarray(x, dtype=float)  # noqa: E731
+    out = dict(steps=np.asarray(r["steps"], dtype=np.int64), loss=A(r["loss"]),
+               values={k: A(v) for k, v in r["components"].items()}, present=r["present"],
+               total=A(r["components_total"]), intrinsic_time=A(r["intrinsic_time"]),
+               window=tuple(r["window_intrinsic_time"]), kernel_norm=r["kernel_norm"],
+               dominant=np.asarray(r["dominant"]))
+    config = dict(r["config"])
+    if config.get("v") == float("inf"):
+        config["v"] = "inf"   # read_json turns the string back into a float; the figure prints infinity
+    plot(out, config, os.path.join(out_dir, "theory.png"))
+    return ["theory.png"]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -209,15 +209,16 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The curves were cached in `out_dir`; `plrf.load` reads such a directory back as labelled arrays
-# (`Results`: `.axes`, `.sel(...)`, `.to_records()`), whether it was written by a notebook, the CLI or a
-# multi-host run, finished or interrupted.
+# The curves were cached in `out_dir`; `plrf.load` reads such a directory back as an `xarray.Dataset`
+# (dims alpha, beta, d and `point` along each curve, padded with NaN; `.sel(..., method="nearest")`,
+# `.to_dataframe()`), whether it was written by a notebook, the CLI or a multi-host run, finished or interrupted.
 
 # %%
 res = plrf.load(out_dir)
 print(res)
-one = res.sel(alpha=POINTS["II"][0], beta=POINTS["II"][1], d=int(ds[-1]))
-print(f"d = {ds[-1]} at II: {one.flops.size} grid points, loss at f = {one.flops[-1]:.0e}: {one.loss[-1]:.4e}")
+one = res.sel(alpha=POINTS["II"][0], beta=POINTS["II"][1], d=int(ds[-1])).dropna("point")
+print(f"d = {ds[-1]} at II: {one.flops.size} grid points, loss at f = {float(one.flops[-1]):.0e}: "
+      f"{float(one.loss[-1]):.4e}")
 
 # %% [markdown]
 # ## 4. The same frontier from sampled instances (engine)
@@ -242,9 +243,9 @@ print(res_eng)
 fig, ax = plt.subplots(figsize=(7, 4.5))
 cmap = plt.get_cmap("plasma")
 for i, d in enumerate(ENGINE_DS):
-    cell = res_eng.sel(alpha=a, beta=b, d=d, batch=1, lr_scale=1.0, seed=-1)
+    cell = res_eng.sel(d=d).dropna("point")   # alpha, beta, batch, lr scale, seed: singletons, squeezed
     col = cmap(i / len(ENGINE_DS))
-    ax.loglog(d * cell.steps[1:], cell.loss[1:], "-", color=col, label=f"d={d}: sampled W")
+    ax.loglog(d * cell.steps.values[1:], cell.loss.values[1:], "-", color=col, label=f"d={d}: sampled W")
     th = ladder_curve(a, b, d, flops_max=ENGINE_FLOPS, spectrum=deterministic_spectrum(a, b, d, v=4 * d))
     ax.loglog(th.flops, th.loss, "--", color=col, lw=1)
 ax.set(xlabel="compute f", ylabel="expected loss", title=f"II ({a}, {b}): sampled instances (solid) vs "

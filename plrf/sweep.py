@@ -43,7 +43,7 @@ from .runners import require_key, runner, vmap_runs
 from .optimizers import as_optimizer
 from .simulate import METHODS, _check_grid, _method_arrays, check_optimizer, check_rng, log_grid, seed_keys
 from .spectrum import Spectrum
-from .store import Cell, CellStore, Results, _normalized, load, metadata, save_results, to_jsonable
+from .store import Cell, CellStore, _normalized, cells_dataset, load, metadata, save_results, to_jsonable
 
 AXIS = "runs"
 INFLIGHT = 4  # compiled calls dispatched ahead of the one being collected
@@ -61,19 +61,20 @@ class SweepResult(NamedTuple):
     axes: dict
     method: str
 
-    def results(self, meta: Optional[dict] = None) -> Results:
-        """Labelled view: ``res.results().sel(lr_scale=1.0, batch=4).loss`` -> (n_seed, n_grid)."""
-        dims = {"loss": SWEEP_DIMS, "diverged": SWEEP_DIMS}
-        return Results.from_arrays({"steps": self.steps, "loss": self.loss, "diverged": self.diverged},
-                                   axes=self.axes, dims=dims, meta=meta)
+    def results(self, meta: Optional[dict] = None):
+        """Labelled view, an ``xarray.Dataset`` (dims batch, lr_scale, seed, step; not squeezed):
+        ``res.results().sel(lr_scale=1.0, batch=4).loss`` -> (n_seed, n_grid)."""
+        import xarray as xr
+        dims = SWEEP_DIMS + ("step",)
+        return xr.Dataset({"loss": (dims, self.loss), "diverged": (SWEEP_DIMS, self.diverged)},
+                          coords={**{k: np.asarray(v) for k, v in self.axes.items()}, "step": self.steps},
+                          attrs=dict(meta or {}))
 
     def save(self, out_dir, config: Optional[dict] = None, *, wall_time: Optional[float] = None,
              overwrite: bool = False):
         """``OUT/arrays.npz`` + ``OUT/results.json`` (process 0 only); read back with :func:`plrf.store.load`."""
         cfg = {"kind": "sweep", "method": self.method, **(config or {})}
-        return save_results(out_dir, {"steps": self.steps, "loss": self.loss, "diverged": self.diverged},
-                            axes=self.axes, dims={"loss": SWEEP_DIMS, "diverged": SWEEP_DIMS}, config=cfg,
-                            wall_time=wall_time, overwrite=overwrite)
+        return save_results(out_dir, self.results(), config=cfg, wall_time=wall_time, overwrite=overwrite)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -312,7 +313,7 @@ def ladder(problem: Problem, ds: Sequence[int], schedule=None, *, steps: Union[i
            batches=(1,), schedule_fn: Optional[Callable] = None, source_fn: Optional[Callable] = None,
            devices=None, num: int = 100, out=None, overwrite: bool = False, quiet: bool = False,
            allow_unstable: bool = False, block: Optional[int] = None, dtype=jnp.float64,
-           rng: str = "plrf") -> Results:
+           rng: str = "plrf"):
     """Sweeps at every model size ``d`` in ``ds`` (``problem.with_d(d)``, same ``v/d``): one cell per d.
 
     The ladder loops over d (one compiled program per size) rather than vmapping: sizes change array
@@ -332,7 +333,8 @@ def ladder(problem: Problem, ds: Sequence[int], schedule=None, *, steps: Union[i
     ``out``: resumable out dir (:class:`plrf.store.CellStore`): finished d's are skipped, a finished cell
     whose settings differ from this call raises (so does another config) unless ``overwrite=True``.
     The device count is not part of the config: a run may resume on other devices, with identical numbers.
-    Returns labelled :class:`plrf.store.Results` (axes alpha, beta, d, batch, lr_scale, seed).
+    Returns an ``xarray.Dataset`` as :func:`plrf.load` gives it (dims alpha, beta, d, batch, lr_scale, seed, point;
+    singleton dims squeezed).
     """
     t0 = time.perf_counter()
     if not isinstance(problem, Problem):
@@ -361,62 +363,65 @@ def ladder(problem: Problem, ds: Sequence[int], schedule=None, *, steps: Union[i
               "schedule_fn": to_jsonable(schedule_fn) if schedule_fn is not None else None,
               "source_fn": to_jsonable(source_fn)}
     store = CellStore(out, config, overwrite=overwrite) if out is not None else None
+    try:
+        plan = []
+        for d in (int(x) for x in ds_arr):
+            p_d = problem.with_d(d)
+            steps_d = int(steps(d)) if callable(steps) else int(steps)
+            sch = schedule if schedule_fn is None else schedule_fn(p_d, steps_d)
+            settings = {"v": p_d.v, "steps": steps_d, "schedule": to_jsonable(sch)}
+            plan.append(({"alpha": problem.alpha, "beta": problem.beta, "d": d}, p_d, steps_d, sch, settings))
 
-    plan = []
-    for d in (int(x) for x in ds_arr):
-        p_d = problem.with_d(d)
-        steps_d = int(steps(d)) if callable(steps) else int(steps)
-        sch = schedule if schedule_fn is None else schedule_fn(p_d, steps_d)
-        settings = {"v": p_d.v, "steps": steps_d, "schedule": to_jsonable(sch)}
-        plan.append(({"alpha": problem.alpha, "beta": problem.beta, "d": d}, p_d, steps_d, sch, settings))
+        # which cells are done (process 0 decides for everyone); 2 = done with other settings
+        status = np.zeros(len(plan), np.int32)
+        bad = []
+        if store is not None and store.writer:
+            for i, (coords, _, _, _, settings) in enumerate(plan):
+                if store.done(coords):
+                    stored = store.get(coords).meta.get("settings")
+                    status[i] = 1 if stored == _normalized(settings) else 2
+                    if status[i] == 2:
+                        bad.append(f"d={coords['d']}: stored {stored} != now {_normalized(settings)}")
+        status = _agree(status)
+        if np.any(status == 2):
+            raise ValueError(f"out dir {out} holds cells computed with other settings:\n  " + "\n  ".join(bad) +
+                             "\nUse another out dir, or pass overwrite=True (CLI: --overwrite) to discard them.")
 
-    # which cells are done (process 0 decides for everyone); 2 = done with other settings
-    status = np.zeros(len(plan), np.int32)
-    bad = []
-    if store is not None and store.writer:
-        for i, (coords, _, _, _, settings) in enumerate(plan):
-            if store.done(coords):
-                stored = store.get(coords).meta.get("settings")
-                status[i] = 1 if stored == _normalized(settings) else 2
-                if status[i] == 2:
-                    bad.append(f"d={coords['d']}: stored {stored} != now {_normalized(settings)}")
-    status = _agree(status)
-    if np.any(status == 2):
-        raise ValueError(f"out dir {out} holds cells computed with other settings:\n  " + "\n  ".join(bad) +
-                         "\nUse another out dir, or pass overwrite=True (CLI: --overwrite) to discard them.")
-
-    writer = jax.process_index() == 0
-    computed = []
-    with Progress(len(plan), desc="ladder", quiet=quiet or not writer) as bar:
-        if np.any(status == 1):
-            bar.skip(int(np.sum(status == 1)))
-        for (coords, p_d, steps_d, sch, settings), st in zip(plan, status):
-            if st == 1:
-                continue
-            bar.set_postfix(f"d={coords['d']} steps={steps_d}")
-            d = coords["d"]
-            src = _agree_source(source_fn(p_d, key=jax.random.fold_in(k_src, d)))
-            res = sweep(src, sch, steps=steps_d, method=method, key=jax.random.fold_in(k_run, d), seeds=seed_ids,
-                        lr_scales=lrs, batches=bs, devices=devices, num=num, allow_unstable=allow_unstable,
-                        block=block, dtype=dtype, quiet=True, rng=rng)
-            spec = _spectrum_of(src)
-            arrays = {"steps": res.steps, "loss": res.loss, "diverged": res.diverged,
-                      "P_star": np.float64(spec.P_star), "P0": np.float64(spec.P0),
-                      "lam_max": np.float64(spec.lam_max), "v": np.int64(p_d.v)}
-            meta = {"settings": settings, "dims": {"loss": list(SWEEP_DIMS), "diverged": list(SWEEP_DIMS)},
-                    "axes": res.axes}
-            if store is not None:
-                store.put(coords, arrays, meta)
-            computed.append(Cell(coords, arrays, _normalized(meta)))
-            bar.update()
-    wall = time.perf_counter() - t0
-    if store is not None:
-        store.finish(wall_time=wall)
-        if store.writer:
-            return load(out)
-    if not computed:
-        raise RuntimeError("no cells computed on this process and no readable out dir")
-    return Results.from_cells(computed, metadata(config, wall_time=wall))
+        writer = jax.process_index() == 0
+        computed = []
+        with Progress(len(plan), desc="ladder", quiet=quiet or not writer) as bar:
+            if np.any(status == 1):
+                bar.skip(int(np.sum(status == 1)))
+            for (coords, p_d, steps_d, sch, settings), st in zip(plan, status):
+                if st == 1:
+                    continue
+                bar.set_postfix(f"d={coords['d']} steps={steps_d}")
+                d = coords["d"]
+                src = _agree_source(source_fn(p_d, key=jax.random.fold_in(k_src, d)))
+                res = sweep(src, sch, steps=steps_d, method=method, key=jax.random.fold_in(k_run, d), seeds=seed_ids,
+                            lr_scales=lrs, batches=bs, devices=devices, num=num, allow_unstable=allow_unstable,
+                            block=block, dtype=dtype, quiet=True, rng=rng)
+                spec = _spectrum_of(src)
+                arrays = {"steps": res.steps, "loss": res.loss, "diverged": res.diverged,
+                          "P_star": np.float64(spec.P_star), "P0": np.float64(spec.P0),
+                          "lam_max": np.float64(spec.lam_max), "v": np.int64(p_d.v)}
+                meta = {"settings": settings, "dims": {"loss": list(SWEEP_DIMS), "diverged": list(SWEEP_DIMS)},
+                        "axes": res.axes}
+                if store is not None:
+                    store.put(coords, arrays, meta)
+                computed.append(Cell(coords, arrays, _normalized(meta)))
+                bar.update()
+        wall = time.perf_counter() - t0
+        if store is not None:
+            store.finish(wall_time=wall)
+            if store.writer:
+                return load(out)
+        if not computed:
+            raise RuntimeError("no cells computed on this process and no readable out dir")
+    finally:
+        if store is not None:
+            store.close()
+    return cells_dataset(computed, metadata(config, wall_time=wall)).squeeze()
 
 
 # ---------------------------------------------------------------------------------------------------------

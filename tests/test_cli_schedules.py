@@ -22,10 +22,10 @@ def test_schedules_end_to_end(tmp_path):
                  "--num", 20, "--lr-frac", 0.25, "--scan-cooldowns", 0.1, 0.3, "--scan-lr-fracs", 0.3, 0.6,
                  "--out", out, "--quiet"]) == 0
     res = _load(out)
-    for key in ("config", "metadata", "steps", "schedules", "max_abs_z", "agreement_3sigma", "error_table",
+    for key in ("config", "timestamp", "steps", "schedules", "max_abs_z", "agreement_3sigma", "error_table",
                 "fits", "wsd_cooldown_scan", "lr_scan", "peak_lr", "max_stable_lr"):
         assert key in res, key
-    assert res["metadata"]["x64"] is True
+    assert res["x64"] is True and res["status"] == "complete"
     steps = np.asarray(res["steps"])
     assert steps[0] == 0 and steps[-1] == 300 and np.all(np.diff(steps) > 0)
     assert res["peak_lr"] == pytest.approx(0.25 * res["max_stable_lr"], rel=1e-12)
@@ -77,7 +77,7 @@ def test_collapse_end_to_end(tmp_path):
     assert _run(["collapse", "--d", 16, 24, 32, "--h-min", 8, "--h-max", 128, "--h-flops", 1e6, "--seeds", 6,
                  "--num", 20, "--families", "optimal", "2x", "exp+0.5", "--out", out, "--quiet"]) == 0
     res = _load(out)
-    for key in ("config", "metadata", "horizon_ladder", "T_opt", "L0", "L0_fit", "families"):
+    for key in ("config", "timestamp", "horizon_ladder", "T_opt", "L0", "L0_fit", "families"):
         assert key in res, key
     assert set(res["families"]) == {"optimal", "2x", "exp+0.5"}
     T_opt = np.asarray(res["T_opt"])

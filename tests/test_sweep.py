@@ -226,15 +226,16 @@ def test_ladder_cells_are_direct_sweeps_and_settings_are_checked(tmp_path):
     sch = _lr(p, 40)
     kw = dict(key=key, method="eigen", lr_scales=(1.0, 0.5), num=8, out=tmp_path, quiet=True)
     res = ladder(p, [8, 12], schedule_fn=lambda pd, T: sch, steps=lambda d: 40, seeds=2, **kw)
-    assert list(res.axes) == ["alpha", "beta", "d", "batch", "lr_scale", "seed"]
+    assert res.loss.dims == ("d", "lr_scale", "seed", "point")          # singleton alpha, beta, batch squeezed
+    assert (float(res.alpha), float(res.beta), int(res.batch)) == (1.5, 0.6, 1)
     k_src, k_run = jax.random.split(key)
     for d in (8, 12):   # reference: the documented key derivation, one sweep per d
         pd = p.with_d(d)
         spec = plrf.sample_spectrum(pd, key=jax.random.fold_in(k_src, d))
         ref = sweep(spec, sch, steps=40, method="eigen", key=jax.random.fold_in(k_run, d), seeds=2,
                     lr_scales=(1.0, 0.5), num=8, quiet=True)
-        cell = res.sel(alpha=1.5, beta=0.6, d=d)
-        assert np.array_equal(cell.loss, ref.loss) and np.array_equal(cell.steps, ref.steps)
+        cell = res.sel(d=d)
+        assert np.array_equal(cell.loss, ref.loss[0]) and np.array_equal(cell.steps, ref.steps)
         assert cell.P0 == spec.P0 and cell.v == 4 * d
     meta = read_json(tmp_path / "results.json")
     assert meta["status"] == "complete" and meta["config"]["method"] == "eigen" and meta["cells"] == 2
@@ -285,7 +286,7 @@ def test_killed_ladder_resumes_without_recomputing(tmp_path):
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL
     before = {p.name: p.stat().st_mtime_ns for p in cells.glob("*.npz")}
-    done_before = set(load(out).axes["d"].tolist())
+    done_before = set(np.atleast_1d(load(out).d.values).tolist())
     assert 2 <= len(before) < len(DS), before              # really interrupted mid-run
     for f in cells.glob("*.npz"):                          # every file on disk is complete
         np.load(f)["loss"]
@@ -302,7 +303,7 @@ def test_killed_ladder_resumes_without_recomputing(tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in cells.glob("*.npz") if p.name in before} == before
     assert len(list(cells.glob("*.npz"))) == len(DS) and not list(cells.glob(".tmp-*"))
     a, b = load(out), load(ref)
-    np.testing.assert_array_equal(a.axes["d"], DS)
+    np.testing.assert_array_equal(a.d, DS)
     for name in ("loss", "steps", "diverged", "P_star", "P0"):
         assert np.array_equal(a[name], b[name], equal_nan=True), name   # identical to the uninterrupted run
     meta = read_json(out / "results.json")
@@ -345,4 +346,4 @@ def test_two_processes_match_one(tmp_path):
     for i in range(2):
         assert np.array_equal(np.load(tmp_path / f"sweep_2_{i}.npy"), one)   # gathered on every process
     a, b = load(tmp_path / "lad1"), load(tmp_path / "lad2")
-    assert np.array_equal(a.loss, b.loss) and b.meta["devices"]["process_count"] == 2
+    assert np.array_equal(a.loss, b.loss) and b.attrs["devices"]["process_count"] == 2
