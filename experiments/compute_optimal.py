@@ -132,7 +132,7 @@ def plot(m, sims, path):
     import matplotlib as mpl
 
     from .plotting import new_figure, save
-    fig, axes = new_figure(2, 2, width=5.8, height=4.5)
+    fig, axes = new_figure(2, 2, width=5.8, height=5.0)
     ax = axes[0, 0]
     cmap = mpl.colormaps["viridis"]
     ds = np.array([c.d for c in m.curves], dtype=float)
@@ -160,7 +160,7 @@ def plot(m, sims, path):
            title=rf"{m.phase}: $\alpha$={m.alpha}, $\beta$={m.beta}: loss vs compute over a $d$ ladder")
     ax.title.set_fontsize(10)
     fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="$d$ (theory curves)")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
 
     ax = axes[0, 1]
     ax.plot(f1.flops, f1.argmin_d, "k-", drawstyle="steps-mid", lw=1, label="argmin $d$ (approach 1)")

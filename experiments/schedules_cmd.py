@@ -278,12 +278,12 @@ def plot_schedules(grid, names, scheds, exact, sim, pred_loss, pnames, cfg, peak
     from .plotting import clip_handle, mark_clipped, plt, save
     ncol = min(4, len(names))
     nblk = math.ceil(len(names) / ncol)
-    blk = 10.6
+    blk = 11.2
     height = blk * nblk + 1.6
     fig = plt.figure(figsize=(4.4 * ncol, height))
-    # rows per block: loss, deviation, gap, lr (linear t), decay-phase loss (linear t), spacer
-    ratios = [3, 2, 0.55, 1.1, 2.4, 0.9] * nblk
-    gs = GridSpec(6 * nblk - 1, ncol, figure=fig, height_ratios=ratios[:-1], hspace=0.1, wspace=0.34,
+    # rows per block: loss, deviation, gap, lr (linear t), gap, second-half loss (linear t), spacer
+    ratios = [3, 2, 0.55, 1.1, 0.5, 2.4, 0.9] * nblk
+    gs = GridSpec(7 * nblk - 1, ncol, figure=fig, height_ratios=ratios[:-1], hspace=0.1, wspace=0.34,
                   top=1 - 1.6 / height, bottom=0.035, left=0.07, right=0.985)
     s = grid[1:]
     T = int(grid[-1])
@@ -293,10 +293,10 @@ def plot_schedules(grid, names, scheds, exact, sim, pred_loss, pnames, cfg, peak
     handles = None
     for i, n in enumerate(names):
         b, c = divmod(i, ncol)
-        ax = fig.add_subplot(gs[6 * b, c])
-        ax2 = fig.add_subplot(gs[6 * b + 1, c], sharex=ax)
-        ax3 = fig.add_subplot(gs[6 * b + 3, c])
-        ax4 = fig.add_subplot(gs[6 * b + 4, c])
+        ax = fig.add_subplot(gs[7 * b, c])
+        ax2 = fig.add_subplot(gs[7 * b + 1, c], sharex=ax)
+        ax3 = fig.add_subplot(gs[7 * b + 3, c])
+        ax4 = fig.add_subplot(gs[7 * b + 5, c])
         m, se, ex = sim[n]["mean"][1:], sim[n]["stderr"][1:], exact[n][1:]
         ax.fill_between(s, m - se, m + se, color="0.55", alpha=0.45, lw=0, label="eigen SGD mean ± s.e.")
         ax.plot(s, ex, "k-", lw=1.6, label="exact expected loss")
@@ -311,6 +311,7 @@ def plot_schedules(grid, names, scheds, exact, sim, pred_loss, pnames, cfg, peak
             col, ls = STYLES.get(pn, (None, "-"))
             p = pred_loss[n, pn][1:]
             ax.plot(s, p, color=col, ls=ls, lw=1.0, label=pn)
+            mark_clipped(ax, s, p, 0.7 * ex.min(), 1.5 * ex.max(), col, ms=3)
             ax2.plot(s, p / ex - 1, color=col, ls=ls, lw=1.0)
             mark_clipped(ax2, s, p / ex - 1, -lim, lim, col, ms=3)
             ax4.plot(s[half], p[half], color=col, ls=ls, lw=1.0)
