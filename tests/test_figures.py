@@ -46,14 +46,17 @@ def test_checker_finds_unlabelled_axes_and_covering_legend():
 
 def test_curve_figure(tmp_path, monkeypatch):
     found = record_figures(monkeypatch)
-    assert _run(["curve", "--d", 16, "--steps", 200, "--seeds", 4, "--num", 20, "--out", tmp_path / "c",
-                 "--quiet"]) == 0
+    # the arguments of test_cli.py's curve test: in one process the compiled programs are reused
+    assert _run(["curve", "--d", 32, "--steps", 300, "--seeds", 8, "--method", "eigen", "--num", 30,
+                 "--out", tmp_path / "c", "--quiet"]) == 0
     _assert_clean(found, ["curve.png"])
 
 
 def test_theory_figure(tmp_path, monkeypatch):
     found = record_figures(monkeypatch)
-    assert _run(["theory", "--d", 1000, "--steps", "1e6", "--num", 40, "--out", tmp_path / "t", "--quiet"]) == 0
+    # the arguments of test_cli.py's sampled-spectrum theory test (compiled programs reused in one process)
+    assert _run(["theory", "--spectrum", "sampled", "--d", 48, "--steps", "3e4", "--num", 40, "--seed", 3,
+                 "--out", tmp_path / "t", "--quiet"]) == 0
     _assert_clean(found, ["theory.png"])
 
 
