@@ -250,24 +250,41 @@ def _summary(rec):
     return s
 
 
+def _L0_text(L0, ref):
+    """``L0`` for a label: a number, or "~ 0" when it is below 1e-6 of the smallest final loss ``ref``."""
+    if not np.isfinite(L0):
+        return "$L_0$ not fitted"
+    if L0 < 1e-6 * ref:
+        return rf"fitted $L_0 \approx 0$ (< $10^{{-6}}$ of the smallest final loss: pure power laws)"
+    return f"fitted $L_0$ = {L0:.3g}"
+
+
+def _late_text(s):
+    """The late-window verdict of one family: mean Delta/sigma and where Delta < sigma."""
+    return (rf"late $x\in[{LATE[0]:g}, {LATE[1]:g}]$: mean $\Delta/\sigma$ = {s['ratio_late']:.2f}, "
+            rf"$\Delta<\sigma$ at {s['frac_late_below_sigma']:.0%} of $x$")
+
+
 def plot(runs, out, ds, cfg, hor, L0, path):
     import matplotlib as mpl
+    from matplotlib.lines import Line2D
 
     from .plotting import new_figure, save
     fams = list(out)
-    fig, axes = new_figure(5, 2, width=4.4, height=3.9)
+    fig, axes = new_figure(5, 2, width=4.6, height=4.3)
     cmap = mpl.colormaps["viridis"]
-    col = {d: cmap(i / max(1, ds.size - 1)) for i, d in enumerate(ds)}
+    col = {d: cmap(0.9 * i / max(1, ds.size - 1)) for i, d in enumerate(ds)}
     Ts, ex, sg = runs["optimal"]
+    ref = min(float(lo[-1]) for _, lo in ex)
     ax = axes[0, 0]
     for d, (st, lo) in zip(ds, ex):
         ax.plot(st[1:], lo[1:], color=col[d], label=f"d={d}, T*={int(Ts[list(ds).index(d)])}")
-    if L0 > 1e-3 * min(lo[-1] for _, lo in ex):
-        ax.axhline(L0, color="gray", ls=":", lw=0.8, label=f"$L_0$={L0:.2e}")
-    ax.set(xscale="log", yscale="log", xlabel="SGD step $t$", ylabel="exact expected loss",
-           title=f"{cfg['schedule']} to the compute-optimal horizon\n$T^* \\propto d^{{{hor.g:.2f}}}$ "
-                 f"(theory ladder, $d^* \\propto f^{{{hor.xi:.3f}}}$)")
-    ax.legend(fontsize=7)
+    if np.isfinite(L0) and L0 > 1e-3 * ref:
+        ax.axhline(L0, color="gray", ls=":", lw=0.8, label=f"$L_0$={L0:.3g}")
+    ax.set(xscale="log", yscale="log", xlabel="SGD step $t$", ylabel="exact expected loss")
+    ax.set_title(f"{cfg['schedule']} lr to the compute-optimal horizon\n$T^* \\propto d^{{{hor.g:.2f}}}$ "
+                 f"(theory ladder, $d^* \\propto f^{{{hor.xi:.3f}}}$)", fontsize=10)
+    ax.legend(fontsize=7.5, loc="lower left")
     for ax, fam in ((axes[0, 1], "optimal"), (axes[0, 2], fams[-1] if len(fams) > 1 else "optimal")):
         rec = out[fam]
         x = rec["x"]
@@ -275,12 +292,15 @@ def plot(runs, out, ds, cfg, hor, L0, path):
             if "l_mean_seeds" in rec:
                 ax.plot(x, rec["l_mean_seeds"][i], color=col[d], lw=0.9, ls="--")
             ax.plot(x, rec["l_exact"][i], color=col[d], lw=1.6, label=f"d={d}")
-        ax.plot([], [], "k-", label="exact")
+        h, lab = ax.get_legend_handles_labels()
+        h.append(Line2D([], [], color="0.35", lw=1.6))
+        lab.append("solid: exact expected loss")
         if "l_mean_seeds" in rec:
-            ax.plot([], [], "k--", lw=0.9, label=f"mean of {cfg['seeds']} seeds (each normalized)")
-        ax.set(xscale="log", yscale="log", xlabel="$x = t/T$", ylabel=r"$\ell(x) = (L(xT)-L_0)/(L(T)-L_0)$",
-               title=f"normalized curves, horizons: {fam}")
-        ax.legend(fontsize=7)
+            h.append(Line2D([], [], color="0.35", lw=0.9, ls="--"))
+            lab.append(f"dashed: mean of {cfg['seeds']} seeds")
+        ax.set(xscale="log", yscale="log", xlabel="$x = t/T$", ylabel=r"$\ell(x) = (L(xT)-L_0)/(L(T)-L_0)$")
+        ax.set_title(f"normalized curves, {fam} horizons", fontsize=10)
+        ax.legend(h, lab, fontsize=7.5, loc="upper right")
     ax = axes[0, 3]
     x = out["optimal"]["x"]
     for i, fam in enumerate(fams):
@@ -289,15 +309,16 @@ def plot(runs, out, ds, cfg, hor, L0, path):
     if "sigma" in out["optimal"]:
         ax.plot(x, out["optimal"]["sigma"], "k:", lw=1.4, label=r"seed floor $\sigma(x)$ (optimal)")
     ax.set_ylim(bottom=1e-3)
-    ax.set(xscale="log", yscale="log", xlabel="$x = t/T$", ylabel=r"$\Delta(x)$ of the exact curves",
-           title="noise-free spread across sizes,\nper horizon family")
-    ax.legend(fontsize=7)
+    ax.set(xscale="log", yscale="log", xlabel="$x = t/T$", ylabel=r"$\Delta(x)$ of the exact curves")
+    ax.set_title("noise-free spread across sizes,\nper horizon family", fontsize=10)
+    ax.legend(fontsize=7.5, loc="lower left")
     ax = axes[0, 4]
     ax.plot(hor.d, hor.T, "ko", ms=4, label="$T^*(d)$ from the theory ladder")
     for i, fam in enumerate(fams):
         ax.plot(ds, out[fam]["T"], "-", marker=".", color=f"C{i}", label=fam)
-    ax.set(xscale="log", yscale="log", xlabel="$d$", ylabel="horizon $T(d)$", title="horizon families")
-    ax.legend(fontsize=7)
+    ax.set(xscale="log", yscale="log", xlabel="$d$", ylabel="horizon $T(d)$ (steps)")
+    ax.set_title("horizon families", fontsize=10)
+    ax.legend(fontsize=7.5, loc="upper left")
     for ax in axes[1, len(fams):]:
         ax.set_visible(False)
     for j, fam in enumerate(fams[:5]):
@@ -307,18 +328,20 @@ def plot(runs, out, ds, cfg, hor, L0, path):
             ax.plot(r["x"], r["delta"], "k-", lw=1.5, label=r"$\Delta(x)$ (seeds)")
             ax.plot(r["x"], r["sigma"], "C3-", lw=1.3, label=r"seed floor $\sigma(x)$")
         ax.plot(r["x"], r["delta_sizes"], "C0--", lw=1.2, label=r"$\Delta$ of exact curves (sizes only)")
-        ax.axvspan(*LATE, color="orange", alpha=0.08, label="late window")
+        ax.axvspan(*LATE, color="orange", alpha=0.1, label="late window")
         s = r["summary"]
-        t = f"{fam}: T = {r['T'].tolist()}"
-        if "supercollapse" in s:
-            t += f"\nlate: $\\Delta/\\sigma$ = {s['ratio_late']:.2f}, supercollapse: {s['supercollapse']}"
+        t = f"{fam} horizons"
+        if "ratio_late" in s:
+            t += "\n" + _late_text(s)
         ax.set_ylim(bottom=1e-3)
-        ax.set(xscale="log", yscale="log", xlabel="$x = t/T$", ylabel="relative spread", title=t)
-        ax.title.set_fontsize(8)
-        ax.legend(fontsize=7)
+        ax.set(xscale="log", yscale="log", xlabel="$x = t/T$", ylabel=r"relative spread across sizes")
+        ax.set_title(t, fontsize=9.5)
+        ax.legend(fontsize=7.5, loc="lower left")
     for a in axes.flat:
         a.grid(alpha=0.3, which="major")
     fig.suptitle(rf"PLRF $\alpha$={cfg['alpha']}, $\beta$={cfg['beta']}, B={cfg['batch']}, {cfg['schedule']} lr, "
-                 f"d = {ds.tolist()}, v = 4d, {cfg['seeds']} seeds; fitted $L_0$ = {L0:.3e}", fontsize=11)
+                 f"d = {ds.tolist()}, v = 4d, {cfg['seeds']} seeds; {_L0_text(L0, ref)}. Supercollapse: "
+                 r"$\Delta(x) < \sigma(x)$ late in training", fontsize=12)
     fig.tight_layout()
     save(fig, path)
+    return fig

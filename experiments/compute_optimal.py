@@ -172,11 +172,14 @@ def replot(out_dir):
     return ["compute_optimal.png"]
 
 
+SIM_MARKERS = "osD^vP"
+
+
 def plot(m, sims, path):
     import matplotlib as mpl
 
     from .plotting import new_figure, save
-    fig, axes = new_figure(2, 2, width=5.6, height=4.3)
+    fig, axes = new_figure(2, 2, width=5.8, height=5.0)
     ax = axes[0, 0]
     cmap = mpl.colormaps["viridis"]
     ds = np.array([c.d for c in m.curves], dtype=float)
@@ -185,24 +188,26 @@ def plot(m, sims, path):
         ax.plot(c.flops, c.loss, color=cmap(norm(c.d)), lw=0.8, alpha=0.8)
     f1 = m.fit
     ok = np.isfinite(f1.envelope)
-    ax.plot(f1.flops[ok], f1.envelope[ok], "k-", lw=2.2, alpha=0.5, label="envelope (compute-optimal)")
+    ax.plot(f1.flops[ok], f1.envelope[ok], "-", color="k", lw=2.0, label="envelope (compute-optimal loss)",
+            zorder=4)
     w = f1.in_window
     if np.any(w):
         fw = f1.flops[w]
         ref = f1.envelope[w][len(fw) // 2]
         fm = fw[len(fw) // 2]
-        ax.plot(fw, ref * (fw / fm) ** (-f1.eta), "r--", lw=1.4, label=rf"fit $\eta$={f1.eta:.3f}")
-        ax.plot(fw, 1.6 * ref * (fw / fm) ** (-m.eta_theory), "b:", lw=1.6,
-                label=rf"theory $\eta$={m.eta_theory:.3f} (offset)")
-    for s in sims:
-        ax.errorbar(s["flops"][::3], s["loss_mean"][::3], yerr=s["loss_stderr"][::3], fmt="o", ms=3,
-                    color=cmap(norm(s["d"])), mec="k", mew=0.4, elinewidth=0.6)
-    if sims:
-        ax.plot([], [], "o", color="gray", mec="k", mew=0.4, ms=3, label="eigen SGD (mean ± s.e.)")
+        ax.plot(fw, 0.4 * ref * (fw / fm) ** (-f1.eta), "r--", lw=1.4,
+                label=rf"fit $\eta$={f1.eta:.3f} (offset $\times 0.4$)", zorder=5)
+        ax.plot(fw, 2.5 * ref * (fw / fm) ** (-m.eta_theory), "b:", lw=1.6,
+                label=rf"theory $\eta$={m.eta_theory:.3f} (offset $\times 2.5$)", zorder=5)
+    for i, s in enumerate(sims):
+        ax.errorbar(s["flops"][::3], s["loss_mean"][::3], yerr=s["loss_stderr"][::3],
+                    fmt=SIM_MARKERS[i % len(SIM_MARKERS)], ms=5, color=cmap(norm(s["d"])), mec="w", mew=0.6,
+                    elinewidth=0.8, zorder=6, label=f"eigen SGD d={s['d']} (mean ± s.e.; colour = d)")
     ax.set(xscale="log", yscale="log", xlabel="compute $f = d\\,B\\,r$", ylabel="loss $P$",
            title=rf"{m.phase}: $\alpha$={m.alpha}, $\beta$={m.beta}: loss vs compute over a $d$ ladder")
-    fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="$d$")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.title.set_fontsize(10)
+    fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="$d$ (theory curves)")
+    ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
 
     ax = axes[0, 1]
     ax.plot(f1.flops, f1.argmin_d, "k-", drawstyle="steps-mid", lw=1, label="argmin $d$ (approach 1)")
@@ -210,22 +215,27 @@ def plot(m, sims, path):
     if np.any(w):
         dm = np.exp(np.nanmean(np.log(f1.argmin_d[w])))
         fgm = np.exp(np.mean(np.log(fw)))
-        ax.plot(fw, dm * (fw / fgm) ** f1.xi, "r--", label=rf"fit $\xi$={f1.xi:.3f}")
-        ax.plot(fw, 1.6 * dm * (fw / fgm) ** m.xi_theory, "b:", lw=1.6, label=rf"theory $\xi$={m.xi_theory:.3f} (offset)")
+        ax.plot(fw, 0.4 * dm * (fw / fgm) ** f1.xi, "r--", label=rf"fit $\xi$={f1.xi:.3f} (offset $\times 0.4$)")
+        ax.plot(fw, 2.5 * dm * (fw / fgm) ** m.xi_theory, "b:", lw=1.6,
+                label=rf"theory $\xi$={m.xi_theory:.3f} (offset $\times 2.5$)")
         ax.axvspan(fw[0], fw[-1], color="orange", alpha=0.08, label="fit window")
     ax.set(xscale="log", yscale="log", xlabel="compute $f$", ylabel="compute-optimal $d^*$",
-           title="compute-optimal model size")
-    ax.legend(fontsize=7)
+           title=r"compute-optimal model size $d^*(f)$")
+    ax.legend(fontsize=7, loc="upper left")
 
-    for ax, key, th, lab in ((axes[1, 0], "xi", m.xi_theory, r"local $\xi = d\ln d^*/d\ln f$"),
-                             (axes[1, 1], "eta", m.eta_theory, r"local $\eta = -d\ln P^*/d\ln f$")):
-        for fit, name, st in ((m.fit2, "approach 2", "g-"), (m.fit, "approach 1", "k-")):
+    for ax, key, th, lab, ttl in (
+            (axes[1, 0], "xi", m.xi_theory, r"local $\xi = d\ln d^*/d\ln f$",
+             r"local $\xi$ vs compute (finite-size drift)"),
+            (axes[1, 1], "eta", m.eta_theory, r"local $\eta = -d\ln P^*/d\ln f$",
+             r"local $\eta$ vs compute (finite-size drift)")):
+        for fit, name, st in ((m.fit2, "approach 2 (parabola vertex)", "g-"), (m.fit, "approach 1 (argmin d)", "k-")):
             if key == "xi" and fit is m.fit:
                 continue  # the staircase argmin has no useful local slope
             ax.plot(fit.local.flops, getattr(fit.local, key), st, lw=1.3, label=name)
         ax.axhline(th, color="b", ls="--", lw=1.2, label=f"theory {th:.3f}")
-        ax.set(xscale="log", xlabel="compute $f$", ylabel=lab, title="local slope vs compute (finite-size drift)")
-        ax.legend(fontsize=7)
+        ax.set(xscale="log", xlabel="compute $f$", ylabel=lab, title=ttl)
+        ax.legend(fontsize=7, loc="best")
         ax.grid(alpha=0.3)
     fig.tight_layout()
     save(fig, path)
+    return fig

@@ -159,3 +159,4 @@ def _plot(curve, exact, spec, config, path):
     ax.legend(fontsize=8)
     ax.grid(True, which="major", alpha=0.3)
     save(fig, path)
+    return fig

@@ -142,8 +142,16 @@ def table(records) -> str:
     return "\n".join(rows)
 
 
+PHASE_LABELS = {"Ia": (1.35, 0.2), "Ib": (0.44, 0.14), "Ic": (0.12, 1.45), "II": (1.4, 0.62),
+                "III": (0.95, 1.55), "IVb": (0.43, 1.55)}
+
+
 def draw_boundaries(ax, amax=1.6, bmax=1.7):
-    """Phase boundaries on (alpha, beta) axes, with phase labels."""
+    """Phase boundaries on (alpha, beta) axes, with phase labels placed inside their regions (IVa, a strip
+    0.25 < alpha < 1 - 1/sqrt(2), labelled outside with an arrow). Returns legend handles explaining the lines."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     from theory.phases import IV_SPLIT
     kw = dict(color="k", lw=1.0)
     ax.plot([0, amax], [0.5, 0.5], **kw)
@@ -154,18 +162,25 @@ def draw_boundaries(ax, amax=1.6, bmax=1.7):
     a = np.linspace(0, 0.5, 50)
     ax.fill_between(a, 0, 0.5 - a, color="0.85", zorder=0)
     ax.plot(a, 0.5 - a, color="0.4", lw=0.8)
-    for name, (x, y) in {"Ia": (1.1, 0.25), "Ib": (0.36, 0.33), "Ic": (0.12, 1.2), "II": (1.25, 0.8),
-                         "III": (0.8, 1.3), "IVa": (0.26, 1.5), "IVb": (0.4, 1.2)}.items():
-        ax.text(x, y, name, ha="center", va="center", fontsize=9, weight="bold",
-                bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.7))
+    box = dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8)
+    for name, (x, y) in PHASE_LABELS.items():
+        ax.text(x, y, name, ha="center", va="center", fontsize=10, weight="bold", bbox=box, zorder=7)
+    ax.annotate("IVa", xy=(0.5 * (0.25 + IV_SPLIT), 1.62), xytext=(0.1, 1.62), ha="center", va="center",
+                fontsize=10, weight="bold", bbox=box, zorder=7,
+                arrowprops=dict(arrowstyle="->", lw=0.8, color="k"))
     ax.set(xlim=(0, amax), ylim=(0, bmax), xlabel=r"$\alpha$ (data spectrum)", ylabel=r"$\beta$ (target)")
+    return [Line2D([], [], **kw, label="phase boundary"),
+            Line2D([], [], **dict(kw, ls="--"), label=r"IVa | IVb: $\alpha = 1 - 1/\sqrt{2}$"),
+            Patch(color="0.85", label=r"inadmissible: $\alpha + \beta \leq 1/2$")]
 
 
 def plot_heatmaps(records, path):
+    from matplotlib.lines import Line2D
+
     from theory.phases import exponents
 
     from .plotting import new_figure, save
-    fig, axes = new_figure(2, 2, width=5.0, height=4.2)
+    fig, axes = new_figure(2, 2, width=6.0, height=5.0)
     A, Bt = np.meshgrid(np.linspace(0.01, 1.6, 161), np.linspace(0.01, 1.7, 171))
     th = {"xi": np.full(A.shape, np.nan), "eta": np.full(A.shape, np.nan)}
     for idx in np.ndindex(A.shape):
@@ -175,35 +190,45 @@ def plot_heatmaps(records, path):
             th["xi"][idx], th["eta"][idx] = e.xi, e.eta
     pts_a = np.array([r["alpha"] for r in records])
     pts_b = np.array([r["beta"] for r in records])
+    handles = []
     for row, key, vmax in ((0, "xi", 1.0), (1, "eta", 1.2)):
+        sym = r"\xi" if key == "xi" else r"\eta"
         ax = axes[row, 0]
         pc = ax.pcolormesh(A, Bt, th[key], cmap="viridis", vmin=0, vmax=vmax, shading="auto")
-        draw_boundaries(ax)
-        sym = r"\xi" if key == "xi" else r"\eta"
+        handles = draw_boundaries(ax)
         ax.set_title(f"theory ${sym}$ (symbolic balance)")
-        fig.colorbar(pc, ax=ax)
+        fig.colorbar(pc, ax=ax, label=f"${sym}$")
         ax = axes[row, 1]
         ax.pcolormesh(A, Bt, th[key], cmap="viridis", vmin=0, vmax=vmax, shading="auto", alpha=0.25)
-        meas = np.array([r[f"{key}_measured"] for r in records])
-        sc = ax.scatter(pts_a, pts_b, c=meas, cmap="viridis", vmin=0, vmax=vmax, s=160, marker="s", edgecolors="k")
-        for r in records:
-            ax.annotate(f"{r[f'{key}_measured']:.2f}", (r["alpha"], r["beta"]), fontsize=6, ha="center",
-                        va="center", color="w")
         draw_boundaries(ax)
-        ax.set_title(f"measured ${sym}$ (envelope fit; theory faint)")
-        fig.colorbar(sc, ax=ax)
-    fig.suptitle(r"Compute-optimal exponents: $d^* \sim f^{\xi}$, $P \sim f^{-\eta}$ (PLRF, one-pass SGD)")
-    fig.tight_layout()
+        meas = np.array([r[f"{key}_measured"] for r in records])
+        sc = ax.scatter(pts_a, pts_b, c=meas, cmap="viridis", vmin=0, vmax=vmax, s=70, marker="s",
+                        edgecolors="k", zorder=5)
+        for r in records:
+            ax.annotate(f"{r[f'{key}_measured']:.2f}", (r["alpha"], r["beta"]), xytext=(6, 4),
+                        textcoords="offset points", fontsize=8, ha="left", va="bottom", zorder=8,
+                        bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.75))
+        ax.set_title(f"measured ${sym}$ (envelope fit; values printed; theory faint)")
+        fig.colorbar(sc, ax=ax, label=f"${sym}$")
+    handles.append(Line2D([], [], marker="s", ls="none", mfc="0.6", mec="k", label="measured point (value next to it)"))
+    fig.suptitle(r"Compute-optimal exponents: $d^* \sim f^{\xi}$, $P \sim f^{-\eta}$ (PLRF, one-pass SGD)",
+                 fontsize=13)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=9, frameon=False)
     save(fig, path)
+    return fig
 
 
 PHASE_COLORS = {"Ia": "tab:blue", "Ib": "tab:cyan", "Ic": "tab:purple", "II": "tab:orange", "III": "tab:red",
                 "IVa": "tab:green", "IVb": "tab:olive"}
+POINT_STYLES = {"Ia": ("tab:blue", "-"), "Ib": ("tab:cyan", "-"), "Ic": ("tab:purple", "-"),
+                "II": ("tab:orange", "-"), "III": ("tab:red", "-"), "IVa": ("tab:green", "-"),
+                "IVb": ("tab:olive", "-"), "II|III": ("k", "-.")}
 
 
 def plot_scatter(records, path):
     from .plotting import new_figure, save
-    fig, axes = new_figure(2, 1, width=4.6, height=4.4)
+    fig, axes = new_figure(2, 1, width=4.8, height=4.6)
     for ax, key in zip(axes[0], ("xi", "eta")):
         lo, hi = 0.0, 1.1
         ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
@@ -211,32 +236,36 @@ def plot_scatter(records, path):
         seen = set()
         for r in records:
             ph = r["phase"] if r["phase"] in PHASE_COLORS else "boundary"
-            ax.errorbar(r[f"{key}_theory"], r[f"{key}_measured"], yerr=r[f"{key}_err"], fmt="o" if r["label"] == "grid" else "*",
-                        ms=5 if r["label"] == "grid" else 10, color=PHASE_COLORS.get(ph, "k"),
-                        label=None if ph in seen else ph, mec="k", mew=0.4)
+            ax.errorbar(r[f"{key}_theory"], r[f"{key}_measured"], yerr=r[f"{key}_err"],
+                        fmt="o" if r["label"] == "grid" else "*", ms=5 if r["label"] == "grid" else 10,
+                        color=PHASE_COLORS.get(ph, "k"), label=None if ph in seen else ph, mec="k", mew=0.4)
             seen.add(ph)
         sym = r"\xi" if key == "xi" else r"\eta"
-        ax.set(xlabel=f"theory ${sym}$", ylabel=f"measured ${sym}$ (largest compute reached)", xlim=(lo, hi), ylim=(lo, hi),
-               title=f"${sym}$: measured vs theory (stars: named points)")
-        ax.legend(fontsize=7)
+        ax.set(xlabel=f"theory ${sym}$", ylabel=f"measured ${sym}$ (largest compute reached)", xlim=(lo, hi),
+               ylim=(lo, hi), title=f"${sym}$: measured vs theory (stars: named points)")
+        ax.legend(fontsize=7.5, loc="upper left", title="phase", title_fontsize=7.5)
     fig.tight_layout()
     save(fig, path)
+    return fig
 
 
 def plot_local_slopes(records, path):
     from .plotting import new_figure, save
-    fig, axes = new_figure(2, 1, width=5.4, height=4.2)
-    named = [r for r in records if r["label"] != "grid"]
+    fig, axes = new_figure(2, 1, width=5.6, height=4.4)
+    named = [r for r in records if r["label"] != "grid"] or records   # grid points when run with --no-named
     for ax, key in zip(axes[0], ("xi", "eta")):
-        for r in named:
-            col = PHASE_COLORS.get(r["phase"], "k")
-            line, = ax.plot(r["local_flops"], r[f"local_{key}"], "-", color=col, lw=1.4,
-                            label=f"{r['label']} ({r['alpha']}, {r['beta']})")
-            ax.axhline(r[f"{key}_theory"], color=line.get_color(), ls="--", lw=0.9)
+        for i, r in enumerate(named):
+            col, ls = POINT_STYLES.get(r["label"], (f"C{i % 10}", "-"))
+            ax.plot(r["local_flops"], r[f"local_{key}"], ls=ls, color=col, lw=1.5,
+                    label=f"{r['label']} ({r['alpha']}, {r['beta']})")
+            ax.axhline(r[f"{key}_theory"], color=col, ls="--", lw=0.9, alpha=0.8)
         sym = r"\xi" if key == "xi" else r"\eta"
         ax.set(xscale="log", xlabel="compute $f$", ylabel=f"local ${sym}$",
                title=f"local ${sym}$ vs compute (dashed: asymptote)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
+    h, lab = axes[0, 0].get_legend_handles_labels()
+    fig.suptitle(r"Local slopes of the compute-optimal frontier at the named points ($\alpha$, $\beta$)")
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.legend(h, lab, loc="lower center", ncol=4, fontsize=8.5, frameon=False)
     save(fig, path)
+    return fig

@@ -323,78 +323,115 @@ STYLES = {"noise-ode": ("C0", "-"), "adiabatic (a=1/2)": ("C1", "-"), "equilibri
 
 
 def plot_schedules(grid, names, scheds, exact, sim, pred_loss, pnames, cfg, peak, path):
-    """Per schedule: loss (log-log), deviation from exact (log x), lr schedule."""
+    """Per schedule (one column): loss (log-log); prediction / exact - 1 (log x, clipped points marked at the
+    edge); the lr schedule in linear time; the second half of training in linear time (the decay phase)."""
     from matplotlib.gridspec import GridSpec
+    from matplotlib.patches import Patch
 
-    from .plotting import plt, save
+    from .plotting import clip_handle, mark_clipped, plt, save
     ncol = min(4, len(names))
     nblk = math.ceil(len(names) / ncol)
-    height = 7.9 * nblk + 1.2
-    fig = plt.figure(figsize=(4.3 * ncol, height))
-    gs = GridSpec(4 * nblk - 1, ncol, figure=fig, height_ratios=([3, 2, 1.1, 0.75] * nblk)[:-1], hspace=0.08,
-                  wspace=0.28, top=1 - 1.2 / height, bottom=0.04, left=0.07, right=0.98)
+    blk = 11.2
+    height = blk * nblk + 1.6
+    fig = plt.figure(figsize=(4.4 * ncol, height))
+    # rows per block: loss, deviation, gap, lr (linear t), gap, second-half loss (linear t), spacer
+    ratios = [3, 2, 0.55, 1.1, 0.5, 2.4, 0.9] * nblk
+    gs = GridSpec(7 * nblk - 1, ncol, figure=fig, height_ratios=ratios[:-1], hspace=0.1, wspace=0.34,
+                  top=1 - 1.6 / height, bottom=0.035, left=0.07, right=0.985)
     s = grid[1:]
+    T = int(grid[-1])
+    lim = 0.3
+    tt = np.arange(0, T + 1)
+    half = s >= T / 2
     handles = None
     for i, n in enumerate(names):
         b, c = divmod(i, ncol)
-        ax = fig.add_subplot(gs[4 * b, c])
-        ax2 = fig.add_subplot(gs[4 * b + 1, c], sharex=ax)
-        ax3 = fig.add_subplot(gs[4 * b + 2, c], sharex=ax)
+        ax = fig.add_subplot(gs[7 * b, c])
+        ax2 = fig.add_subplot(gs[7 * b + 1, c], sharex=ax)
+        ax3 = fig.add_subplot(gs[7 * b + 3, c])
+        ax4 = fig.add_subplot(gs[7 * b + 5, c])
         m, se, ex = sim[n]["mean"][1:], sim[n]["stderr"][1:], exact[n][1:]
         ax.fill_between(s, m - se, m + se, color="0.55", alpha=0.45, lw=0, label="eigen SGD mean ± s.e.")
         ax.plot(s, ex, "k-", lw=1.6, label="exact expected loss")
         ax2.fill_between(s, -se / ex, se / ex, color="0.55", alpha=0.45, lw=0)
         ax2.plot(s, m / ex - 1, color="0.3", lw=0.8)
+        mark_clipped(ax2, s, m / ex - 1, -lim, lim, "0.3", ms=3)
+        ax4.fill_between(s[half], (m - se)[half], (m + se)[half], color="0.55", alpha=0.45, lw=0)
+        ax4.plot(s[half], ex[half], "k-", lw=1.6)
+        lo4, hi4 = np.min(np.minimum(ex, m - se)[half]), np.max(np.maximum(ex, m + se)[half])
+        lo4, hi4 = lo4 / 1.25, hi4 * 1.25
         for pn in pnames:
             col, ls = STYLES.get(pn, (None, "-"))
             p = pred_loss[n, pn][1:]
             ax.plot(s, p, color=col, ls=ls, lw=1.0, label=pn)
+            mark_clipped(ax, s, p, 0.7 * ex.min(), 1.5 * ex.max(), col, ms=3)
             ax2.plot(s, p / ex - 1, color=col, ls=ls, lw=1.0)
+            mark_clipped(ax2, s, p / ex - 1, -lim, lim, col, ms=3)
+            ax4.plot(s[half], p[half], color=col, ls=ls, lw=1.0)
+            mark_clipped(ax4, s[half], p[half], lo4, hi4, col, ms=3)
         ax2.axhline(0, color="k", lw=0.7)
-        ax.set(xscale="log", yscale="log", title=n)
+        ax.set(xscale="log", yscale="log", ylabel="loss $P$")
+        ax.set_title(n, fontsize=12)
         ax.set_ylim(0.7 * ex.min(), 1.5 * ex.max())
-        ax2.set_ylim(-0.3, 0.3)
+        ax2.set_ylim(-lim, lim)
         ax2.set_yticks([-0.2, 0, 0.2])
-        ax3.plot(s, np.asarray(scheds[n](s - 1)) / peak, "k-", lw=1.0)
-        ax3.set_ylim(-0.05, 1.1)
-        ax3.set_xlabel("SGD step $t$")
-        if c == 0:
-            ax.set_ylabel("loss $P$")
-            ax2.set_ylabel("pred / exact − 1")
-            ax3.set_ylabel(r"$\eta_t/\eta_{peak}$")
-        for a in (ax, ax2):
-            plt.setp(a.get_xticklabels(), visible=False)
+        ax2.set(xlabel="SGD step $t$ (log)", ylabel="pred / exact − 1")
+        lr = np.asarray(scheds[n](tt[:-1]), dtype=float) / peak   # lr of step t -> t + 1
+        ax3.plot(tt[1:], lr, "k-", lw=1.0)
+        ax3.axvspan(T / 2, T, color="C0", alpha=0.08, lw=0)
+        ax3.set(xlim=(0, T), ylim=(-0.05, 1.12), xlabel="SGD step $t$ (linear)", ylabel=r"$\eta_t/\eta_{peak}$")
+        ax4.set(xlim=(T / 2, T), yscale="log", ylim=(lo4, hi4), xlabel="SGD step $t$ (linear, second half)",
+                ylabel="loss $P$")
+        for a in (ax, ax2, ax3, ax4):
             a.grid(alpha=0.3, which="major")
-        ax3.grid(alpha=0.3)
+            a.xaxis.label.set_size(9)
+            a.yaxis.label.set_size(9)
+        plt.setp(ax.get_xticklabels(), visible=False)
+        ax.xaxis.label.set_visible(False)
+        ax3.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
+        ax4.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
         if handles is None:
             handles = ax.get_legend_handles_labels()
-    fig.legend(*handles, loc="upper center", ncol=5, fontsize=9, bbox_to_anchor=(0.5, 1 - 0.45 / height))
+    h, lab = handles
+    h = list(h) + [clip_handle(), Patch(color="C0", alpha=0.15, label="second half (bottom panel)")]
+    lab = list(lab) + [h[-2].get_label(), h[-1].get_label()]
+    fig.legend(h, lab, loc="upper center", ncol=6, fontsize=9, bbox_to_anchor=(0.5, 1 - 0.55 / height),
+               frameon=False)
     fig.suptitle(rf"PLRF $\alpha$={cfg['alpha']}, $\beta$={cfg['beta']}, d={cfg['d']}, v={cfg['v']}, "
-                 f"B={cfg['batch']}, T={cfg['steps']}, peak lr {peak:.3g} ({cfg['lr_frac']:g} × max stable); "
-                 f"{cfg['seeds']} seeds; wsd cooldown {cfg['cooldown']:g}; middle row: prediction / exact − 1 "
-                 "(grey: SGD mean / exact − 1 and ± s.e. band)", y=1 - 0.1 / height, fontsize=11)
+                 f"B={cfg['batch']}, T={cfg['steps']}, peak lr {peak:.3g} ({cfg['lr_frac']:g} × max stable), "
+                 f"{cfg['seeds']} seeds, wsd cooldown {cfg['cooldown']:g}. Per schedule: loss; prediction / exact "
+                 f"− 1 (grey: SGD mean / exact − 1, ± s.e. band; axis clipped at ±{lim:g}); lr; loss over the "
+                 "second half in linear time", y=1 - 0.12 / height, fontsize=11)
     save(fig, path)
+    return fig
 
 
 def plot_scans(scan_c, scan_lr, cfg, path):
+    """Final loss against the WSD cooldown fraction and the peak lr: exact theory and the two fitted laws, with
+    the optimum each one picks (drawn at the exact loss it gives; distinct markers, so coinciding optima stay
+    visible)."""
     from .plotting import new_figure, save
-    fig, axes = new_figure(2, 1, width=5.4, height=4.0)
+    fig, axes = new_figure(2, 1, width=5.6, height=4.3)
+    marks = {"tissue": dict(marker="o", ms=15, mfc="none", mew=2.0), "multipower": dict(marker="D", ms=6, mew=0.6)}
     for ax, sc, xl, ttl in ((axes[0, 0], scan_c, "cooldown fraction of the horizon",
                              f"WSD-linear at peak lr {cfg['lr_frac']:g} × max stable"),
                             (axes[0, 1], scan_lr, r"peak lr / max stable lr",
                              f"WSD-linear, cooldown {cfg['cooldown']:g}")):
         x = np.asarray(sc["values"])
         ax.plot(x, sc["exact"], "ko-", ms=4, label="exact theory")
+        e = sc["exact_opt"]
+        ax.plot([e["value"]], [e["loss"]], "*", color="k", ms=15, zorder=5, label=f"exact optimum {e['value']:g}")
         for key, col, lab in (("tissue", "C6", "Tissue (fit)"), ("multipower", "C8", "multi-power (fit)")):
             y = np.asarray(sc[key], dtype=float)
-            ax.plot(x, y, "s--", color=col, ms=3.5, lw=1, label=lab)
+            ax.plot(x, y, "s--", color=col, ms=3.5, lw=1, label=f"{lab}: predicted final loss")
             o = sc[f"{key}_opt"]
-            ax.plot([o["value"]], [o["exact_loss_at"]], "*", color=col, ms=13, mec="k", mew=0.5,
-                    label=f"{lab} optimum {o['value']:g}: exact loss (regret {o['regret']:+.1%})")
-        e = sc["exact_opt"]
-        ax.plot([e["value"]], [e["loss"]], "*", color="k", ms=13, label=f"exact optimum {e['value']:g}")
+            kw = dict(marks[key])
+            kw.update(mec=col) if key == "tissue" else kw.update(color=col, mec="k")
+            ax.plot([o["value"]], [o["exact_loss_at"]], ls="none", zorder=6 if key == "multipower" else 4,
+                    label=f"{lab} optimum {o['value']:g}, at its exact loss (regret {o['regret']:+.1%})", **kw)
         ax.set(yscale="log", xlabel=xl, ylabel=f"final loss at T = {cfg['steps']}", title=ttl)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, frameon=False)
     fig.tight_layout()
     save(fig, path)
+    return fig

@@ -354,3 +354,4 @@ def plot(out, config, path):
     strip.set_ylabel("dominant", rotation=0, ha="right", va="center", fontsize=7)
     strip.set_xlabel(r"SGD steps $r$")
     save(fig, path)
+    return fig

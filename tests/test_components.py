@@ -226,17 +226,44 @@ def test_dominant_terms_matches_independent_sums():
     assert C.dominant_terms(a, b, d, 1e3, lr).largest == "noise"   # scalar steps -> a str
 
 
-def test_plot_components_draws_the_components():
+def test_plot_components_draws_the_right_values():
+    # What is drawn, against independent references (not the module's formulas): phase III point a = 0.7,
+    # b = 1.2, d = 1e5, lr = 0.1, steps with s = 2 lr r in [200, 2000] (inside 10 <= s <= d^{2a}/10).
+    # The kernel norm is passed in (that of the J-mode recursion below), so every amplified line is
+    # reference / (1 - kappa) with the same kappa.
+    #   F_0:   tau-sum level by bisection on exact sums (tau_level_reference), 1e-3 (measured 1.0e-5)
+    #   F_pp:  sum_j j^{-2a-2b} exp(-s j^{-2a}) (exp_power_sum), 1e-3 (measured 5e-12)
+    #   F_ac:  (zeta(2b)/d) sum_{j<=d} j^{-2a} exp(-s j^{-2a}), 1e-4 (measured 5e-10; the finite-d form,
+    #          finite_d=True: the Gamma form misses the cut at j = d, ~ (s/d^{2a})^{1-1/(2a)} ~ 9% here)
+    #   noise: P(r) - F(r)/(1-kappa) of the exact per-mode recursion on J = 4000 population modes, 5%
+    #          (measured 2.3%: the two-term S(s) and the J cut)
+    #   sum:   the sum of the four drawn lines (1e-12); the curve passed in is drawn unchanged (exact).
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    a, b, d, lr = 0.7, 1.2, 1e5, 0.1
+    J, R = 4000, 10_000
+    P, F, kn = exact_recursion(a, b, lr, J, R)
+    steps = np.unique(np.logspace(3, 4, 6).astype(int)).astype(float)   # s = 200 .. 2000; s J^{-2a} <= 0.02
+    s = 2 * lr * steps
+    curve = (steps, 1e-3 * steps ** -0.5)
     fig, ax = plt.subplots()
-    steps = np.logspace(1, 5, 20)
-    C.plot_components(ax, 0.7, 1.2, 1e5, steps, 0.1, curve=(steps, 1e-3 * steps ** -0.5))
-    assert len(ax.get_lines()) == 6   # F0, Fpp, Fac, noise, sum, curve
-    noise_line = [ln for ln in ax.get_lines() if ln.get_label() == "SGD noise"][0]
-    np.testing.assert_allclose(noise_line.get_ydata(), C.noise(0.7, 1.2, steps, 0.1), rtol=1e-12)
+    C.plot_components(ax, a, b, d, steps, lr, kernel_norm=kn, finite_d=True, curve=curve,
+                      curve_label="given curve")
+    drawn = {ln.get_label(): np.asarray(ln.get_ydata(), dtype=float) for ln in ax.get_lines()}
     plt.close(fig)
+    amp = 1 / (1 - kn)
+    find = lambda key: next(v for k, v in drawn.items() if key in k)   # noqa: E731
+    np.testing.assert_allclose(find("F$_0$"), amp * tau_level_reference(a, b, d), rtol=1e-3)
+    np.testing.assert_allclose(find("F$_{pp}$"), amp * np.array([exp_power_sum(2 * a + 2 * b, x, a) for x in s]),
+                               rtol=1e-3)
+    ref_ac = np.array([special.zeta(2 * b) / d * exp_power_sum(2 * a, x, a, upper=d) for x in s])
+    np.testing.assert_allclose(find("F$_{ac}$"), amp * ref_ac, rtol=1e-4)
+    r = steps.astype(int)
+    np.testing.assert_allclose(find("SGD noise"), P[r] - F[r] / (1 - kn), rtol=0.05)
+    parts = sum(find(k) for k in ("F$_0$", "F$_{pp}$", "F$_{ac}$", "SGD noise"))
+    np.testing.assert_allclose(find("sum of components"), parts, rtol=1e-12)
+    np.testing.assert_array_equal(find("given curve"), curve[1])
 
 
 def test_validation_errors():
