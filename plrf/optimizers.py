@@ -138,7 +138,7 @@ def hyper(name: str, x, *, lo: float = 0.0, hi: float = math.inf) -> Hyper:
     if isinstance(x, Hyper):
         return x
     if callable(x):
-        return Hyper(jnp.asarray(1.0, jnp.float64), canonical(x))
+        return Hyper(np.float64(1.0), canonical(x))
     if isinstance(x, (bool, np.bool_)) or x is None:
         raise ValueError(f"{name} must be a number, a 1-d array or a schedule, got {x!r}")
     if isinstance(x, jax.core.Tracer):
@@ -149,7 +149,7 @@ def hyper(name: str, x, *, lo: float = 0.0, hi: float = math.inf) -> Hyper:
     if not np.all(np.isfinite(a)) or np.any(a < lo) or np.any(a > hi):
         rng = f"[{lo}, {hi}]" if math.isfinite(hi) else f">= {lo}"
         raise ValueError(f"{name} must be finite and in {rng}, got {x!r}")
-    return Hyper(jnp.asarray(x, jnp.float64))
+    return Hyper(a.astype(np.float64))   # numpy: stays concrete when built inside jit (zero tests, float(L))
 
 
 # ---------------------------------------------------------------------------------------------------------
