@@ -221,12 +221,12 @@ def _case(name, B):
 slow = pytest.mark.slow
 # default: every optimizer, with schedules, weight decay, EMA and uniform averaging, batch 1 and 3 (one program
 # per optimizer structure, the batch is traced); more combinations are marked slow
-EXACT_CASES = [(name, B) for name in ("sgd-wd-ema", "momentum-cosine-wd-uniform", "nesterov-wd-ema",
-                                      "dana-decaying", "dana-constant", "schedule-free", "gen-momentum")
+EXACT_CASES = [(name, B) for name in ("momentum-cosine-wd-uniform", "nesterov-wd-ema", "dana-decaying",
+                                      "dana-constant", "schedule-free", "gen-momentum")
                for B in (1, 3)]
 EXACT_CASES += [pytest.param(name, B, marks=slow) for name, B in
-                [("sgd-cosine", 1), ("momentum", 1), ("momentum", 3), ("momentum-lr-array", 3), ("nesterov", 3),
-                 ("dana-decaying-wd-ema", 3), ("schedule-free-cosine", 3)]]
+                [("sgd-wd-ema", 1), ("sgd-wd-ema", 3), ("sgd-cosine", 1), ("momentum", 1), ("momentum", 3),
+                 ("momentum-lr-array", 3), ("nesterov", 3), ("dana-decaying-wd-ema", 3), ("schedule-free-cosine", 3)]]
 
 
 @pytest.mark.parametrize("name,B", EXACT_CASES)
@@ -326,7 +326,8 @@ def test_features_optax_matches_exact(inst, name, B):
     """features: x in R^v through W, the optimizer run by optax (sgd, momentum, nesterov, decayed weights,
     EMA, schedule-free; DANA by the x-space family update), vs the exact eigenbasis recursion."""
     c, exact, coefs, kind = _mc_check(inst, inst.spectrum, name, B, "features")
-    assert np.max(np.abs(_z(c, exact[::-1]))) > 10 if c.readouts else True
+    if c.readouts:   # power: each read-out against the other one's curve
+        assert np.max(np.abs(_z(c, exact[::-1]))) > 10
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -357,7 +358,7 @@ def _blows_up(spec, opt, B, s):
     return bool(div[0, 0] >= 0), P[0, 0, 0, -1]
 
 
-@pytest.mark.parametrize("name,B", [("momentum", 1), ("nesterov", 3)])
+@pytest.mark.parametrize("name,B", [("momentum", 1), pytest.param("nesterov", 3, marks=slow)])
 def test_stability_edge_by_bisection(spec, name, B):
     opt = O.momentum(0.01, 0.9) if name == "momentum" else O.nesterov(0.01, 0.9)
     s_star, which = _edge_multiplier(spec, opt, B)
@@ -378,8 +379,20 @@ def test_stability_edge_by_bisection(spec, name, B):
     assert s_star * (1 - 1e-3) <= lo <= s_star * 1.03, (lo / s_star, which)
     # plrf.expected_loss refuses just above the edge, naming the optimizer and the edge; accepts just below
     with pytest.raises(ValueError, match=rf"unstable optimizer {name} with batch={B}.*{which} edge"):
-        plrf.expected_loss(spec, opt.scale_lr(1.001 * s_star), steps=1000, batch=B, num=10)
-    plrf.expected_loss(spec, opt.scale_lr(0.999 * s_star), steps=1000, batch=B, num=10)
+        plrf.expected_loss(spec, opt.scale_lr(1.001 * s_star), steps=EDGE_T, batch=B, num=10)
+    plrf.expected_loss(spec, opt.scale_lr(0.999 * s_star), steps=EDGE_T, batch=B, num=10)   # (same program)
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError,
+                   reason="check_system: at a step with lr = 0 (a schedule decaying to 0) the frozen map has radius 1 "
+                          "(marginal), system_edges returns kernel norm inf there and the run is refused")
+@pytest.mark.parametrize("make", [lambda lr: O.momentum(lr, 0.5), lambda lr: O.schedule_free(lr, 0.9),
+                                  lambda lr: O.sgd(lr, ema=0.1)], ids=["momentum", "schedule-free", "sgd-ema"])
+def test_schedule_decaying_to_zero_is_stable(spec, make):
+    """A cosine (or WSD, linear) schedule ending at lr = 0 is as stable as its peak: plain SGD accepts it; the
+    general check must too."""
+    SIM.check_optimizer(spec, O.sgd(S.cosine(0.2, 200)), 1, np.arange(201))          # plain SGD: accepted
+    SIM.check_optimizer(spec, make(S.cosine(0.02, 200)), 1, np.arange(201))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -460,12 +473,11 @@ def test_new_hyperparameter_values_do_not_recompile(spec):
 
 @pytest.mark.parametrize("B", [1, 3])
 def test_sgd_core_equals_sgd_recursion(spec, B):
+    """The general moment recursion for SGD (m = 1) equals the scalar SGD recursion to 1e-12 at every step, for
+    per-step learning rates (a cosine) and a constant one (one program: same shapes, traced values).
+    (The engine's own SGD paths, blocked and step by step, are checked against it in test_simulate.py.)"""
     lrs = np.array([_cos(0.4, STEPS, 0.05)(t) for t in range(STEPS)])
-    for opt, eta in [(O.sgd(0.4), np.full(STEPS, 0.4)), (O.sgd(lrs), lrs),
-                     (O.sgd(0.4, ema=0.1), np.full(STEPS, 0.4))]:
-        np.testing.assert_allclose(_exact(spec, opt, STEPS, B)[0], recursion_reference(spec, eta, B), rtol=1e-12)
-    # the engine's path with a schedule (step by step) and with a constant lr (blocked, 16 steps at a time)
-    for sched in (S.cosine(0.4, STEPS, floor=0.05), S.constant(0.4)) if B == 1 else ():
-        c = plrf.expected_loss(spec, sched, steps=STEPS, batch=B, grid=MC_GRID)
-        eta = np.asarray(sched(jnp.arange(STEPS)))
-        np.testing.assert_allclose(c.loss, recursion_reference(spec, eta, B)[MC_GRID], rtol=1e-12)
+    np.testing.assert_allclose(_exact(spec, O.sgd(lrs), STEPS, B)[0], recursion_reference(spec, lrs, B), rtol=1e-12)
+    const = np.full(STEPS, 0.4)
+    np.testing.assert_allclose(_exact(spec, O.sgd(const), STEPS, B)[0], recursion_reference(spec, const, B),
+                               rtol=1e-12)
