@@ -138,7 +138,7 @@ def hyper(name: str, x, *, lo: float = 0.0, hi: float = math.inf) -> Hyper:
     if isinstance(x, Hyper):
         return x
     if callable(x):
-        return Hyper(jnp.asarray(1.0, jnp.float64), canonical(x))
+        return Hyper(np.float64(1.0), canonical(x))
     if isinstance(x, (bool, np.bool_)) or x is None:
         raise ValueError(f"{name} must be a number, a 1-d array or a schedule, got {x!r}")
     if isinstance(x, jax.core.Tracer):
@@ -149,7 +149,7 @@ def hyper(name: str, x, *, lo: float = 0.0, hi: float = math.inf) -> Hyper:
     if not np.all(np.isfinite(a)) or np.any(a < lo) or np.any(a > hi):
         rng = f"[{lo}, {hi}]" if math.isfinite(hi) else f">= {lo}"
         raise ValueError(f"{name} must be finite and in {rng}, got {x!r}")
-    return Hyper(jnp.asarray(x, jnp.float64))
+    return Hyper(a.astype(np.float64))   # numpy: stays concrete when built inside jit (zero tests, float(L))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -248,7 +248,7 @@ def _rho(ema):
             raise ValueError(f"ema must be a rate in (0, 1], 'uniform' or None, got {ema!r}")
         return Hyper(jnp.asarray(1.0, jnp.float64), canonical(_uniform_rate()))
     r = hyper("ema", ema, lo=0.0, hi=1.0)
-    if r.shape is None and np.any(np.asarray(r.value) <= 0):
+    if r.shape is None and not isinstance(r.value, jax.core.Tracer) and np.any(np.asarray(r.value) <= 0):
         raise ValueError(f"ema must be a rate in (0, 1], 'uniform' or None, got {ema!r}")
     return r
 
@@ -295,12 +295,15 @@ def _is_zero(hp: Hyper) -> bool:
 
 def _wd_of(lr, weight_decay):
     """``wd_t = lr_t L`` for a named optimizer (``lr`` a number, array or schedule)."""
-    L = float(hyper("weight_decay", weight_decay).value) if not callable(weight_decay) else None
-    if L is None:
+    if callable(weight_decay):
         raise ValueError("weight_decay of a named optimizer must be a number L (wd_t = lr_t L); "
                          "use gen_momentum(weight_decay=schedule) for a schedule of wd_t itself")
-    if L == 0:
-        return 0.0
+    if isinstance(weight_decay, jax.core.Tracer):      # a traced value (jax.grad): no concrete checks
+        L = weight_decay
+    else:
+        L = float(hyper("weight_decay", weight_decay).value)
+        if L == 0:
+            return 0.0
     h = hyper("lr", lr)
     return Hyper(h.value * L, h.shape)
 
@@ -399,7 +402,7 @@ def schedule_free(lr, beta=0.9) -> Optimizer:
     """Schedule-free SGD (Defazio et al. 2024) with uniform averaging, ``optax.contrib.schedule_free_sgd(lr,
     b1=beta, weight_lr_power=0)``: read-outs ``iterate`` (x, the averaged output) and ``z`` (the SGD sequence)."""
     b = hyper("beta", beta, lo=0.0, hi=1.0)
-    if b.shape is None and np.any(np.asarray(b.value) <= 0):
+    if b.shape is None and not isinstance(b.value, jax.core.Tracer) and np.any(np.asarray(b.value) <= 0):
         raise ValueError(f"beta must be in (0, 1], got {beta!r}")
     return Optimizer("schedule-free", {"lr": hyper("lr", lr), "beta": b}, _build_schedule_free, ("z", "x"),
                      ("iterate", "z"), ("lr",))

@@ -111,9 +111,14 @@ def expected_block(opt, modes: int) -> int:
 
 def expected(lam, n, w, P_star, opt, batch, grid):
     """The exact moment recursion of :mod:`plrf.moments` for ``opt``, losses of every read-out on ``grid``.
-    SGD with a constant lr takes the blocked exact path (:func:`_expected_sgd_blocked`)."""
+    SGD with a constant lr takes the blocked exact path (:func:`_expected_sgd_blocked`).
+
+    A concrete ``grid`` (a numpy or jax array, not a tracer: a direct call, e.g. under ``jax.grad`` with respect
+    to hyper-parameter values) takes :func:`_run_steps`, which reverse-mode differentiation can go through
+    (the engine's programs trace the grid and keep :func:`_run_grid`)."""
     B = jnp.asarray(batch, jnp.float64)
-    block = expected_block(opt, lam.shape[0])
+    concrete = not isinstance(grid, jax.core.Tracer)
+    block = 0 if concrete else expected_block(opt, lam.shape[0])
     if block:
         return _expected_sgd_blocked(lam, n, w, P_star, opt.h["g2"](0), B, grid, block)
     forced = moments.is_forced(opt)
@@ -125,7 +130,36 @@ def expected(lam, n, w, P_star, opt, batch, grid):
     def step(c, r):
         return moments.step(c, opt.system(jnp.asarray(r, jnp.float64)), lam, n, ts, P_star, B, forced)
 
-    return _run_grid(step, lambda c: moments.losses(c[1], sys0, lam, P_star), state0, grid, P0, unroll=4)
+    loss = lambda c: moments.losses(c[1], sys0, lam, P_star)  # noqa: E731
+    if concrete:
+        return _run_steps(step, loss, state0, grid, P0)
+    return _run_grid(step, loss, state0, grid, P0, unroll=4)
+
+
+def _run_steps(step_fn, loss_fn, carry0, grid, P0):
+    """:func:`_run_grid` for a concrete grid, differentiable in reverse mode: one ``lax.scan`` of static length
+    ``grid[-1]`` over the steps (``fori_loop`` with the traced interval bounds of :func:`_run_grid` is not),
+    losses evaluated (``lax.cond``) only after the steps that end on a grid point. Reverse mode keeps one
+    carry per step."""
+    grid = np.asarray(grid, dtype=np.int64)
+    R = int(grid[-1])
+    lim = BLOWUP * P0
+    P_start = jnp.atleast_1d(loss_fn(carry0))
+    on_grid = np.zeros(R, dtype=bool)
+    on_grid[grid[1:] - 1] = True
+
+    def body(c, x):
+        r, rec = x
+        c = step_fn(c, r)
+        P = jax.lax.cond(rec, lambda c: jnp.atleast_1d(loss_fn(c)).astype(P_start.dtype),
+                         lambda c: jnp.zeros_like(P_start), c)
+        return c, P
+    _, Ps = jax.lax.scan(body, carry0, (jnp.arange(R), jnp.asarray(on_grid)))
+    Ps = Ps[grid[1:] - 1]
+    bad = jnp.any(~jnp.isfinite(Ps) | (Ps > lim), axis=1)
+    div = jnp.where(jnp.any(bad), jnp.asarray(grid[1:])[jnp.argmax(bad)], -1)
+    Ps = jnp.where((jnp.cumsum(bad) > 0)[:, None], jnp.inf, Ps)
+    return jnp.concatenate([P_start[None], Ps]).T, div
 
 
 def _expected_sgd_blocked(lam, n, w, P_star, eta, B, grid, block):
