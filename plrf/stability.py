@@ -99,10 +99,24 @@ def system_edges(spec: Spectrum, sys, batch: int = 1):
     L = np.einsum("kij,kab->kiajb", T, T).reshape(-1, m * m, m * m)                 # vec(T M T^T), row-major
     L = L + (lam ** 2 / B)[:, None, None] * np.outer(np.outer(u, u).ravel(), np.outer(c, c).ravel())[None]
     radius = float(np.max(np.abs(np.linalg.eigvals(L)))) if L.size else 0.0
-    if radius >= 1:
+    uu = np.broadcast_to(np.outer(u, u).ravel(), (lam.size, m * m))
+    if radius > 1 + 1e-9:
         return radius, np.inf
-    x = np.linalg.solve(np.eye(m * m)[None] - L, np.broadcast_to(np.outer(u, u).ravel(), (lam.size, m * m))[..., None])
-    kn = float(np.sum(n * lam ** 2 / B * (x[..., 0] @ np.outer(c, c).ravel())))
+    if radius < 1 - 1e-9:
+        x = np.linalg.solve(np.eye(m * m)[None] - L, uu[..., None])[..., 0]
+    else:
+        # marginal map (a coefficient at its limit, e.g. lr = 0 at the end of a decay): the noise series
+        # sum_j L^j [u u^T] converges iff the injection avoids the marginal directions; sum it by doubling
+        # (2^40 steps) and call it divergent unless the last doubling changed it by < 1e-9
+        x, P = uu.copy(), L.copy()
+        for _ in range(40):
+            prev = x
+            x = x + np.einsum("kij,kj->ki", P, x)
+            P = P @ P
+        with np.errstate(invalid="ignore", over="ignore"):
+            if not (np.all(np.isfinite(x)) and np.allclose(x, prev, rtol=1e-9, atol=1e-300)):
+                return radius, np.inf
+    kn = float(np.sum(n * lam ** 2 / B * (x @ np.outer(c, c).ravel())))
     return radius, kn
 
 

@@ -383,9 +383,6 @@ def test_stability_edge_by_bisection(spec, name, B):
     plrf.expected_loss(spec, opt.scale_lr(0.999 * s_star), steps=EDGE_T, batch=B, num=10)   # (same program)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="check_system: at a step with lr = 0 (a schedule decaying to 0) the frozen map has radius 1 "
-                          "(marginal), system_edges returns kernel norm inf there and the run is refused")
 @pytest.mark.parametrize("make", [lambda lr: O.momentum(lr, 0.5), lambda lr: O.schedule_free(lr, 0.9),
                                   lambda lr: O.sgd(lr, ema=0.1)], ids=["momentum", "schedule-free", "sgd-ema"])
 def test_schedule_decaying_to_zero_is_stable(spec, make):
