@@ -69,6 +69,7 @@ def _cell_path(out, d):
 CO = ["compute-optimal", "--d-min", 16, "--d-max", 1024, "--sim-d", "--quiet"]
 
 
+@pytest.mark.slow   # ~60-150 s: the cases end to end; tests/test_store.py covers each case cheaply by default
 def test_compute_optimal_cells_never_mixed_damaged_or_reused(tmp_path, capsys):
     out = tmp_path / "co"
     assert run_cli([*CO, "--flops-max", 1e8, "--out", out]) == 0
