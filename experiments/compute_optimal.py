@@ -233,7 +233,12 @@ def plot(m, sims, path):
                 continue  # the staircase argmin has no useful local slope
             ax.plot(fit.local.flops, getattr(fit.local, key), st, lw=1.3, label=name)
         ax.axhline(th, color="b", ls="--", lw=1.2, label=f"theory {th:.3f}")
-        ax.set(xscale="log", xlabel="compute $f$", ylabel=lab, title=ttl)
+        if np.size(m.fit2.local.flops) or np.size(m.fit.local.flops):
+            ax.set_xscale("log")
+        else:   # a narrow ladder: no window of local slopes (say so instead of an empty log axis)
+            ax.text(0.5, 0.5, "no local slopes: the ladder is too narrow\n(widen --d-min/--d-max or raise --flops-max)",
+                    transform=ax.transAxes, ha="center", va="center", fontsize=8)
+        ax.set(xlabel="compute $f$", ylabel=lab, title=ttl)
         ax.legend(fontsize=7, loc="best")
         ax.grid(alpha=0.3)
     fig.tight_layout()
