@@ -135,7 +135,8 @@ def versus_ode(steps, dt):
         t = time.perf_counter()
         ref = plrf.expected_loss(spec, ours[name], steps=int(steps), grid=grid0, allow_unstable=True).loss[1:]
         t_ours_first = time.perf_counter() - t
-        t_ours = _best(lambda: plrf.expected_loss(spec, ours[name], steps=int(steps), grid=grid0, allow_unstable=True), 1)
+        t_ours = _best(lambda: plrf.expected_loss(spec, ours[name], steps=int(steps), grid=grid0,
+                                                  allow_unstable=True), 1)
         hp = theirs[name]
         def solve(inp, hp=hp):  # static horizon/dt: their jnp.log(t_max) must stay concrete under jit
             with jax.ensure_compile_time_eval():
@@ -158,7 +159,8 @@ def main(argv=None):
     q = args.quick
     print(f"jax {jax.__version__}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; float64")
     first, second, grow1, grow2 = compile_check(1024)
-    print(f"\neigen simulation (momentum, d = 1024, rng='plrf'): first call (compile + run) {first:.2f} s (target < 5 s); "
+    print(f"\neigen simulation (momentum, d = 1024, rng='plrf'): first call (compile + run) {first:.2f} s "
+          f"(target < 5 s); "
           f"second call with other lr/momentum {second:.3f} s, jit cache entries added: first {grow1}, second {grow2} "
           f"(target 0)")
     n = 5_000 if q else 20_000
