@@ -6,10 +6,10 @@ own learning rate (optax meaning: ``sgd(lr, momentum=mu)`` steps ``lr`` times th
 effective step is ``lr / (1 - mu)``); when ``--lr`` is not given, momentum and Nesterov use the SGD default times
 ``(1 - mu)`` (the same effective step as SGD). ``--weight-decay L`` means ``wd_t = lr_t L`` (decoupled, as in
 AdamW); ``--ema R`` is the averaging rate ``rho = R`` (optax decay ``1 - R``) or ``uniform`` (``rho_t = 1/(t+1)``).
-DANA: ``g2`` follows ``--lr``/``--schedule`` (default the SGD default lr), ``g3 = --dana-g3`` (default
-``1/tr K``, DANA-constant ``1/(tr K d)``), ``Delta(t) = delta/(delta + t)`` with ``--dana-delta`` (default
-``4 + (alpha + beta)/alpha``), DANA-decaying ``g3(t) = g3 (1 + t)^-kappa`` with ``--dana-kappa`` (default
-``1/(2 alpha)``): the values of the authors' notebooks (plrf.optimizers.dana_defaults).
+DANA: ``g2`` follows ``--lr``/``--schedule`` (default ``0.25 / tr K``), ``g3 = --dana-g3`` (default
+``0.125/tr K``, DANA-constant ``0.125/(tr K d)``), ``Delta(t) = delta/(delta + t)`` with ``--dana-delta`` (default
+8), DANA-decaying ``g3(t) = g3 (1 + t)^-kappa`` with ``--dana-kappa`` (default ``1/(2 alpha)``): the values of
+the authors' PLRF comparison script (plrf.optimizers.dana_defaults).
 """
 from __future__ import annotations
 
@@ -45,9 +45,9 @@ def add_optimizer_arguments(p):
                    help="average the iterates: a rate R in (0, 1] (avg <- (1-R) avg + R theta, optax decay 1-R, "
                         "no debiasing) or 'uniform' (R_t = 1/(t+1)); its loss is reported too")
     g.add_argument("--dana-g3", dest="dana_g3", type=opt.positive_float, default=None,
-                   help="DANA's g3 (default 1/tr K for dana-decaying, 1/(tr K d) for dana-constant)")
+                   help="DANA's g3 (default 0.125/tr K for dana-decaying, 0.125/(tr K d) for dana-constant)")
     g.add_argument("--dana-delta", dest="dana_delta", type=opt.positive_float, default=None,
-                   help="DANA's delta in Delta(t) = delta/(delta + t) (default 4 + (alpha + beta)/alpha)")
+                   help="DANA's delta in Delta(t) = delta/(delta + t) (default 8)")
     g.add_argument("--dana-kappa", dest="dana_kappa", type=opt._num(float, 0.0), default=None,
                    help="dana-decaying's exponent: g3(t) = g3 (1 + t)^-kappa (default 1/(2 alpha))")
 

@@ -52,8 +52,8 @@ print(f"d={D}, v={4 * D}, lr={lr:.4g}, tr K={spec.trace:.4g}, {STEPS} steps, {SE
 #
 # Heavy ball and Nesterov in optax's meaning (`optax.sgd(lr, momentum=mu)`) step `lr` times the momentum buffer,
 # so their effective learning rate is `lr / (1 - mu)`: we give them `lr (1 - mu)` to compare at equal effective
-# step. DANA-decaying uses the authors' constants (`O.dana_defaults`), scaled down by 4 here so that it is stable
-# at this small `d` (the stability check refuses the unscaled values: its kernel norm exceeds 1).
+# step. DANA-decaying uses the constants of the authors' PLRF comparison script (`O.dana_defaults`: `g2 = 0.25/tr K`,
+# `g3(t) = (0.125/tr K) (1 + t)^(-1/(2 alpha))`, `Delta(t) = 8/(8 + t)`).
 
 # %%
 mu = 0.9
@@ -62,7 +62,7 @@ opts = {
     "SGD": O.sgd(lr),
     "momentum 0.9": O.momentum(lr * (1 - mu), mu),
     "Nesterov 0.9": O.nesterov(lr * (1 - mu), mu),
-    "DANA-decaying": O.dana_decaying(dd["g2"] / 4, dd["g3_decaying"] / 4, delta=dd["delta"], kappa=dd["kappa"]),
+    "DANA-decaying": O.dana_decaying(dd["g2"], dd["g3_decaying"], delta=dd["delta"], kappa=dd["kappa"]),
     "schedule-free": O.schedule_free(lr, 0.9),
 }
 fig, ax = plt.subplots(figsize=(7.5, 5))

@@ -44,8 +44,11 @@ DANA (Ferbach, Everett, Gidel, E. Paquette, C. Paquette 2025): the paper's Gen-M
 ``gamma_i = g_i`` and ``Delta(t)``; the authors' public code schedules ``Delta(t) = (1 + t/delta)^-1`` (our
 ``delta/(delta + t)``; the notes' ``delta/(1 + t)`` has the same large-t law but Delta(0) = delta), DANA-decaying
 ``g3(t) = g3 (1 + t)^(-1/(2 alpha))`` and DANA-constant ``g3 = g3~ g2 / d``. :func:`dana_defaults` gives the
-values of their notebooks (``g2 = 0.5 / tr K``, ``g3 = 1 / tr K``, ``delta = 4 + (alpha + beta)/alpha``,
-``kappa = 1/(2 alpha)``; DANA-constant ``g3 = 1 / (tr K d)``), for batch 1; their ODE solves the same moments in
+values of the authors' PLRF comparison script (batch 1: ``g2 = 0.25 / tr K``, ``g3 = 0.125 / tr K``, DANA-constant
+``g3 = 0.125 / (tr K d)``, ``delta = 8``, ``kappa = 1/(2 alpha)``). The larger values of one of their notebooks
+(``g2 = 0.5/tr K``, ``g3 = 1/tr K``) are refused by :func:`plrf.stability.check_system` at small d: with
+``Delta(0) = 1`` the first step is SGD with lr ``g2 + g3 = 1.5/tr K``, past the stochastic edge (kernel norm 5.0 at
+d = 1000). Their ODE solves the same moments in
 continuous time (``benchmarks/optimizers.py`` compares).
 
 Conventions for users: ``weight_decay=L`` on a named optimizer means ``wd_t = lr_t L`` with ``lr_t`` its
@@ -382,10 +385,11 @@ def dana_constant(g2, g3, *, delta: float, g1=1.0, weight_decay=0.0, ema=None) -
 
 
 def dana_defaults(trace: float, d: int, alpha: float, beta: float) -> dict:
-    """The authors' notebook values (batch 1): ``g2 = 0.5/tr K``, ``g3 = 1/tr K`` (decaying) or
-    ``1/(tr K d)`` (constant), ``delta = 4 + (alpha + beta)/alpha``, ``kappa = 1/(2 alpha)``."""
-    return {"g2": 0.5 / trace, "g3_decaying": 1.0 / trace, "g3_constant": 1.0 / (trace * d),
-            "delta": 4.0 + (alpha + beta) / alpha, "kappa": 1.0 / (2.0 * alpha)}
+    """The authors' comparison-script values for batch 1 (module docstring): ``g2 = 0.25/tr K``,
+    ``g3 = 0.125/tr K`` (decaying) or ``0.125/(tr K d)`` (constant), ``delta = 8``, ``kappa = 1/(2 alpha)``.
+    ``beta`` is accepted for symmetry (their other notebooks set ``delta = 4 + (alpha + beta)/alpha``)."""
+    return {"g2": 0.25 / trace, "g3_decaying": 0.125 / trace, "g3_constant": 0.125 / (trace * d),
+            "delta": 8.0, "kappa": 1.0 / (2.0 * alpha)}
 
 
 def _build_schedule_free(h, t, extra):
