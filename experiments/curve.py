@@ -41,20 +41,33 @@ def _schedule_names():
     return NAMES
 
 
+def _validate(args):
+    """Options checked before any work (messages name the option): (v, W or None)."""
+    from . import budget
+    v = args.v if args.v is not None else 4 * args.d
+    if v < args.d:
+        raise ValueError(f"--v must be >= --d, got v={v} < d={args.d}")
+    if args.schedule not in _schedule_names():
+        raise ValueError(f"--schedule must be one of {', '.join(_schedule_names())}, got {args.schedule!r}")
+    W = opt.load_matrix(args.W_file, "--W-file", (v, args.d)) if args.W_file else None
+    budget.check(budget.curve(d=args.d, v=v, batch=args.batch, seeds=args.seeds, steps=args.steps,
+                              method=args.method, num=args.num, W_file=args.W_file), args,
+                 say=budget.teller(args, "curve"))
+    return v, W
+
+
 def run(args):
     import jax
-    import numpy as np
 
     import plrf
     from plrf import store
 
     t0 = time.time()
-    v = args.v if args.v is not None else 4 * args.d
+    v, W = _validate(args)
     problem = plrf.Problem(args.alpha, args.beta, v, args.d)
     key = jax.random.key(args.seed)
     k_w, k_sgd = jax.random.split(key)
-    if args.W_file:
-        W = np.load(args.W_file)
+    if W is not None:
         instance = plrf.instance_from_W(problem, W)
     else:
         instance = plrf.sample_instance(problem, key=k_w)

@@ -189,6 +189,9 @@ def run(args):
 
     t0 = time.time()
     a, b, d, v = _resolve(args)
+    from . import budget
+    budget.check(budget.theory(d=d, v=v, spectrum=args.spectrum, num=args.num, batch=args.batch), args,
+                 say=budget.teller(args, "theory"))
     lr = args.lr if args.lr is not None else _default_lr(a, d, v)
     schedule = plrf.schedules.by_name(args.schedule, lr, args.steps)
     spec = _spectrum(args, a, b, d, v)
