@@ -130,6 +130,22 @@ def check_existing_results(args) -> None:
 
 
 USER_ERRORS = (ValueError, TypeError, OSError)
+PROJECT = ("experiments", "plrf", "theory")   # a ValueError/TypeError raised elsewhere (numpy, matplotlib) is a bug
+
+
+def is_user_error(err: BaseException) -> bool:
+    """OS errors (files), JSON decode errors (a results file), and ValueError/TypeError raised by plrf's own
+    checks; a ValueError raised inside a third-party library (an input our checks missed) is internal."""
+    if isinstance(err, (OSError, json.JSONDecodeError)):
+        return True
+    if not isinstance(err, (ValueError, TypeError)):
+        return False
+    tb, last = err.__traceback__, None
+    while tb is not None:
+        last, tb = tb, tb.tb_next
+    if last is None:
+        return True
+    return str(last.tb_frame.f_globals.get("__name__", "")).split(".")[0] in PROJECT
 
 
 def main(argv=None) -> int:
@@ -150,6 +166,8 @@ def main(argv=None) -> int:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except USER_ERRORS as err:
+        if not is_user_error(err):
+            return _internal(err, prog, debug)
         if debug:
             traceback.print_exc()
         args._parser.exit(2, f"{prog}: error: {user_message(err, args.command, args._parser)}\n")
@@ -159,13 +177,18 @@ def main(argv=None) -> int:
         args._parser.exit(2, f"{prog}: error: out of memory ({type(err).__name__}: {str(err)[:200]}); "
                              "lower the sizes (--d, --batch, --seeds)\n")
     except Exception as err:  # noqa: BLE001 - an internal error: one line, the traceback with --debug
-        if debug:
-            traceback.print_exc()
-        first = (str(err).strip().splitlines() or [""])[0][:300]
-        hint = "" if debug else "; run again with --debug for the traceback"
-        print(f"{prog}: internal error: {type(err).__name__}: {first}{hint}", file=sys.stderr)
-        return 1
+        return _internal(err, prog, debug)
     return 0
+
+
+def _internal(err: BaseException, prog: str, debug: bool) -> int:
+    """An unexpected error: one line (exit 1); the traceback with --debug."""
+    if debug:
+        traceback.print_exception(type(err), err, err.__traceback__)
+    first = (str(err).strip().splitlines() or [""])[0][:300]
+    hint = "" if debug else "; run again with --debug for the traceback"
+    print(f"{prog}: internal error: {type(err).__name__}: {first}{hint}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":
