@@ -7,6 +7,9 @@ available now (``MemAvailable`` of /proc/meminfo, else ``os.sysconf``), and ``--
 The estimates are rough (a factor of a few either way): constants measured on the 2-core development CPU
 (``COST``), and shapes from the engine (Gaussian draws per step, the ``d x d`` eigendecomposition of a sampled
 ``K = W^T D W``, the ``v x d`` feature matrix, the deterministic equivalent's isolated eigenvalues ~ sqrt(d)).
+Measured there (Dec 2026, other jobs running): sampled spectrum d = 1024 / 2048 (v = 4d) 19 s / 102 s;
+deterministic equivalent d = 1e6 / 1e8 / 1e9 (alpha = 1) 4 s / 21 s / 55 s with 636 / 6365 / 20131 isolated
+eigenvalues and +65 / +87 MB of memory; `plrf phase-diagram --preset quick` 7.4 min (estimate 11 min).
 They exist to refuse sizes off by orders of magnitude (``plrf curve --d 1e8`` would need ~8e16 bytes) and to
 tell the user, before a long run, roughly how long it will take.
 """
@@ -18,13 +21,14 @@ from typing import NamedTuple, Optional
 
 # seconds per unit, measured on the development CPU (2 cores, shared): see the module doc
 COST = dict(
-    draw=2e-8,          # eigen SGD: one Gaussian draw + its share of the update (per seed, step, B (d + 1))
+    draw=1e-8,          # eigen SGD: one Gaussian draw + its share of the update (per seed, step, B (d + 1))
     mac=1e-9,           # features SGD: one multiply-add of x @ W (two per B v d per step)
     recursion=5e-9,     # exact per-step recursion (expected loss): per step and eigenvalue
     sample=4e-9,        # sampled spectrum: forming K = W^T D W and its eigendecomposition, per v d^2
     det_sqrt_d=3e-3,    # deterministic-equivalent spectrum: per sqrt(d) (isolated eigenvalues ~ sqrt(d))
     solve=2e-7,         # log-time solver: per eigenvalue bin and interval (~400 intervals + grid points)
     compile=15.0,       # one jit compilation of a simulator
+    rung=2.0,           # fixed cost of one theory-ladder rung (spectrum frame, solver set-up)
 )
 DET_BYTES_PER_SQRT_D = 1e4   # deterministic equivalent: working memory per sqrt(d) (measured: ~9 kB)
 BASE_BYTES = 4e8             # the Python process with jax and scipy loaded
@@ -203,7 +207,7 @@ def ladder(ds, *, flops_max, points: int = 1, sims=(), sim_seeds: int = 0, sim_f
     """Theory ladder (deterministic spectra + log-time solver) over ``ds`` for ``points`` (alpha, beta), plus
     eigen-SGD simulations at the sampled sizes ``sims``."""
     parts_t, parts_m = [], [(BASE_BYTES, d_option, "the Python process")]
-    t_det = sum(COST["det_sqrt_d"] * math.sqrt(d) + solve_time(det_size(d), 200) for d in ds)
+    t_det = sum(COST["rung"] + COST["det_sqrt_d"] * math.sqrt(d) + solve_time(det_size(d), 200) for d in ds)
     top = max(ds)
     parts_t.append((points * t_det, d_option, f"{points} x {len(ds)} theory rungs up to d = {top:.3g}"))
     parts_m.append((DET_BYTES_PER_SQRT_D * math.sqrt(top), d_option, "the deterministic-equivalent spectrum"))
