@@ -59,6 +59,9 @@ def _validate(args):
         raise ValueError(f"--d needs at least 3 distinct sizes, got {args.d}")
     if args.h_max <= args.h_min:
         raise ValueError(f"--h-max must be > --h-min, got {args.h_max} <= {args.h_min}")
+    from . import budget
+    budget.check(budget.collapse(ds=ds, h_min=args.h_min, h_max=args.h_max, h_flops=args.h_flops, batch=args.batch,
+                                 seeds=args.seeds, no_sim=args.no_sim), args, say=budget.teller(args, "collapse"))
     return np.array(ds)
 
 
@@ -100,8 +103,7 @@ def _run(args, ds, config, out_dir, t0):
     # 1. compute-optimal horizons from the theory ladder (constant lr)
     hds = geometric_ladder(args.h_min, args.h_max, 1.0)
     with Progress(len(hds), desc="horizon ladder", unit="d", quiet=args.quiet) as bar:
-        hc = ladder_curves(args.alpha, args.beta, hds, flops_max=args.h_flops, batch=B, c=args.c,
-                           progress=lambda i, n: bar.update())
+        hc = ladder_curves(args.alpha, args.beta, hds, flops_max=args.h_flops, batch=B, c=args.c, progress=bar)
     hor = CL.compute_optimal_horizons([(c.d, c.steps, c.loss) for c in hc], batch=B)
     T_opt = (ds / hor.coef) ** (1.0 / hor.xi) / (ds * B)
     # L0 as in Qiu et al.: L = L0 + a c^{-b} on the frontier (each ladder size at its own T*(d))

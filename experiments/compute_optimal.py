@@ -85,28 +85,55 @@ def simulate_small(alpha, beta, ds, *, seeds, flops, batch, c, ratio, seed, devi
     return out
 
 
+def check_ladder(*, alpha, beta, d_min, d_max, flops_max, batch, ratio, d_max_option="--d-max"):
+    """Checks shared with phase-diagram (messages name the option)."""
+    if 2 * (alpha + beta) <= 1:
+        raise ValueError(f"--alpha/--beta inadmissible: need 2(alpha + beta) > 1, got alpha={alpha}, beta={beta}")
+    if d_max <= d_min:
+        raise ValueError(f"{d_max_option} must be > --d-min = {d_min}, got {d_max}")
+    if ratio <= 1:
+        raise ValueError(f"--ratio must be > 1, got {ratio}")
+    f_min = FLOPS_MIN_STEPS * d_min * batch
+    if flops_max < f_min:
+        raise ValueError(f"--flops-max must be >= {f_min:.3g} (= {FLOPS_MIN_STEPS} steps of the smallest rung, "
+                         f"{FLOPS_MIN_STEPS} x d_min x B = {FLOPS_MIN_STEPS} x {d_min} x {batch}), got {flops_max:g}")
+
+
+FLOPS_MIN_STEPS = 100   # the smallest rung runs at least this many steps (two decades of its loss curve)
+
+
+def _validate(args):
+    """Options checked before any work; returns the d ladder."""
+    from theory.ladder import geometric_ladder
+
+    from . import budget
+    check_ladder(alpha=args.alpha, beta=args.beta, d_min=args.d_min, d_max=args.d_max, flops_max=args.flops_max,
+                 batch=args.batch, ratio=args.ratio)
+    ds = geometric_ladder(args.d_min, args.d_max, args.per_octave)
+    budget.check(budget.ladder(ds, flops_max=args.flops_max, sims=args.sim_d, sim_seeds=args.sim_seeds,
+                               sim_flops=args.sim_flops, batch=args.batch), args,
+                 say=budget.teller(args, "compute-optimal"))
+    return ds
+
+
 def run(args):
     from plrf.store import prepare_out
 
     t0 = time.time()
-    if args.d_max <= args.d_min:
-        raise ValueError(f"--d-max must be > --d-min, got {args.d_max} <= {args.d_min}")
-    if args.ratio <= 1:
-        raise ValueError(f"--ratio must be > 1, got {args.ratio}")
+    ds = _validate(args)
     config = config_of(args)
     with prepare_out(args.out, config, overwrite=args.overwrite) as out:   # before any work; locks OUT
-        return _run(args, config, out, t0)
+        return _run(args, config, out, t0, ds)
 
 
-def _run(args, config, out, t0):
+def _run(args, config, out, t0, ds):
     from plrf.progress import Progress
-    from theory.ladder import geometric_ladder, measure_frontier
+    from theory.ladder import measure_frontier
 
     store = out.cells()
-    ds = geometric_ladder(args.d_min, args.d_max, args.per_octave)
     with Progress(len(ds), desc="compute-optimal ladder", unit="d", quiet=args.quiet) as bar:
         m = measure_frontier(args.alpha, args.beta, ds, flops_max=args.flops_max, batch=args.batch, c=args.c,
-                             ratio=args.ratio, store=store, progress=lambda i, n: bar.update())
+                             ratio=args.ratio, store=store, progress=bar)
     sims = simulate_small(args.alpha, args.beta, args.sim_d, seeds=args.sim_seeds, flops=args.sim_flops,
                           batch=args.batch, c=args.c, ratio=args.ratio, seed=args.seed, devices=args.devices,
                           quiet=args.quiet) if args.sim_d else []

@@ -31,15 +31,48 @@ def int_at_least(n):
     return _num(int, n)
 
 
+BIG_INT_MAX = 2 ** 53   # integers written as 1e6 are exact in float64 up to here
+
+
 def big_int(text):
-    """Integers that may be written as 1e6."""
+    """Integers that may be written as 1e6, in [1, 2^53]."""
     try:
         x = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer (e.g. 10000 or 1e4), got {text!r}")
-    if not math.isfinite(x) or x < 1 or x != int(x):
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    if not math.isfinite(x) or x < 1 or x > BIG_INT_MAX or x != int(x):
+        raise argparse.ArgumentTypeError(f"must be an integer in [1, 2^53 = {BIG_INT_MAX:.4g}], got {text}")
     return int(x)
+
+
+def load_matrix(path, option: str, shape) -> "np.ndarray":
+    """A real finite float matrix of ``shape`` from a ``.npy`` file; ValueError naming ``option`` and the file
+    otherwise (missing or unreadable file, pickled data, complex or non-numeric dtype, wrong shape, NaN/inf)."""
+    import numpy as np
+    try:
+        W = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ValueError(f"{option} {path}: no such file")
+    except IsADirectoryError:
+        raise ValueError(f"{option} {path}: is a directory, expected a .npy file")
+    except OSError as err:
+        raise ValueError(f"{option} {path}: cannot read it ({err.strerror or err})")
+    except (ValueError, EOFError) as err:  # not a .npy file, truncated, or pickled objects
+        raise ValueError(f"{option} {path}: not a readable .npy array ({err})")
+    if not isinstance(W, np.ndarray):
+        raise ValueError(f"{option} {path}: expected one array saved with numpy.save, got an archive of "
+                         f"{len(W.files)} arrays (.npz)")
+    if np.iscomplexobj(W):
+        raise ValueError(f"{option} {path}: W has complex dtype {W.dtype}; the features must be real "
+                         "(the imaginary part is not dropped silently)")
+    if W.dtype == bool or not (np.issubdtype(W.dtype, np.floating) or np.issubdtype(W.dtype, np.integer)):
+        raise ValueError(f"{option} {path}: W has dtype {W.dtype}; expected a real float (or integer) array")
+    if W.shape != tuple(shape):
+        raise ValueError(f"{option} {path}: W has shape {W.shape}, expected (v, d) = {tuple(shape)}")
+    W = W.astype(np.float64)
+    if not np.all(np.isfinite(W)):
+        raise ValueError(f"{option} {path}: W has NaN or inf entries")
+    return W
 
 
 def add_common(p, out_default):
@@ -47,3 +80,13 @@ def add_common(p, out_default):
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--devices", type=int_at_least(1), default=None,
                    help="number of devices to shard runs over; None = all visible")
+    p.add_argument("--time-limit", dest="time_limit", type=positive_float, default=168.0, metavar="HOURS",
+                   help="refuse at once a run whose estimated time (rough, from the options) exceeds this")
+    add_debug(p)
+
+
+def add_debug(p):
+    """``--debug``: show the traceback of an error (also accepted before the command: ``plrf --debug curve``)."""
+    if not any("--debug" in a.option_strings for a in p._actions):
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback of an error")

@@ -57,6 +57,24 @@ def points_of(cfg) -> list:
     return pts
 
 
+def _validate(args, cfg):
+    """Options checked before any work (messages name the option): the d ladder and the points."""
+    from theory.ladder import geometric_ladder
+
+    from . import budget
+    from .compute_optimal import check_ladder
+    pts = points_of(cfg)
+    if not pts:
+        raise ValueError(f"--alphas/--betas: no admissible point (2(alpha + beta) > 1) in the grid alphas="
+                         f"{cfg['alphas']} x betas={cfg['betas']}, and --no-named: nothing to compute")
+    check_ladder(alpha=pts[0][1], beta=pts[0][2], d_min=cfg["d_min"], d_max=cfg["d_max"],
+                 flops_max=cfg["flops_max"], batch=cfg["batch"], ratio=cfg["ratio"])
+    ds = geometric_ladder(cfg["d_min"], cfg["d_max"], cfg["per_octave"])
+    budget.check(budget.ladder(ds, flops_max=cfg["flops_max"], points=len(pts)), args,
+                 say=budget.teller(args, "phase-diagram"))
+    return ds, pts
+
+
 def run(args):
     from plrf.store import prepare_out
 
@@ -67,29 +85,24 @@ def run(args):
                betas=[float(b) for b in (args.betas or pre["betas"])], no_named=bool(args.no_named),
                d_min=pre["d_min"], d_max=int(args.d_max or pre["d_max"]), per_octave=pre["per_octave"],
                flops_max=float(args.flops_max or pre["flops_max"]), c=args.c, ratio=args.ratio, batch=1)
-    if cfg["d_max"] <= cfg["d_min"]:
-        raise ValueError(f"--d-max must be > {cfg['d_min']}, got {cfg['d_max']}")
-    if args.ratio <= 1:
-        raise ValueError(f"--ratio must be > 1, got {args.ratio}")
+    ds, pts = _validate(args, cfg)
     with prepare_out(args.out, cfg, overwrite=args.overwrite) as out:   # before any work; locks OUT
-        return _run(args, cfg, out, t0)
+        return _run(args, cfg, out, t0, ds, pts)
 
 
-def _run(args, cfg, out, t0):
+def _run(args, cfg, out, t0, ds, pts):
     from plrf.progress import Progress
-    from theory.ladder import geometric_ladder, measure_frontier
+    from theory.ladder import measure_frontier
 
     from .compute_optimal import fit_record
 
     store = out.cells()
-    ds = geometric_ladder(cfg["d_min"], cfg["d_max"], cfg["per_octave"])
-    pts = points_of(cfg)
     records, failed = [], []
     with Progress(len(pts) * len(ds), desc="phase diagram", unit="curves", quiet=args.quiet) as bar:
         for label, a, b in pts:
             try:
                 m = measure_frontier(a, b, ds, flops_max=cfg["flops_max"], c=cfg["c"], ratio=cfg["ratio"],
-                                     store=store, progress=lambda i, n: bar.update())
+                                     store=store, progress=bar)
             except (ValueError, RuntimeError, FloatingPointError) as err:  # keep the rest of the diagram
                 warnings.warn(f"phase-diagram point ({a}, {b}) failed: {err}")
                 failed.append(dict(label=label, alpha=a, beta=b, error=str(err)))
@@ -99,6 +112,9 @@ def _run(args, cfg, out, t0):
             records.append(rec)
             bar.set_postfix(f"{label} ({a}, {b}): xi {rec['xi_measured']:.3f}/{rec['xi_theory']:.3f} "
                             f"eta {rec['eta_measured']:.3f}/{rec['eta_theory']:.3f}")
+    if not records:
+        raise ValueError(f"no point of the phase diagram could be computed; first failure ({failed[0]['alpha']}, "
+                         f"{failed[0]['beta']}): {failed[0]['error']}")
     out.save(dict(ladder=[int(d) for d in ds], points=records, failed=failed), dataset(records),
              wall_time=time.time() - t0)
     files = _draw(records, out.root)

@@ -72,6 +72,12 @@ def _validate(args):
         raise ValueError(f"--v must be >= --d, got v={args.v} < d={args.d}")
     if args.steps < 10:
         raise ValueError(f"--steps must be >= 10, got {args.steps}")
+    from . import budget
+    v = args.v if args.v is not None else 4 * args.d
+    budget.check(budget.schedules(d=args.d, v=v, batch=args.batch, seeds=args.seeds, steps=args.steps,
+                                  n_schedules=len(args.schedules),
+                                  n_exact=len(set(args.schedules) | set(FIT_ON)) + 1, num=args.num), args,
+                 say=budget.teller(args, "schedules"))
 
 
 def _make(name, peak, steps, cooldown):

@@ -190,6 +190,9 @@ def run(args):
 
     t0 = time.time()
     a, b, d, v = _resolve(args)
+    from . import budget
+    budget.check(budget.theory(d=d, v=v, spectrum=args.spectrum, num=args.num, batch=args.batch), args,
+                 say=budget.teller(args, "theory"))
     lr = args.lr if args.lr is not None else _default_lr(a, d, v)
     schedule = plrf.schedules.by_name(args.schedule, lr, args.steps)
     config = dict(command="theory", alpha=a, beta=b, d=d, v=("inf" if v is None else v), lr=lr, batch=args.batch,

@@ -199,7 +199,7 @@ def test_help_of_every_command_mentions_defaults(capsys):
 BAD = [
     (["--alpha", "-1"], "argument --alpha: must be > 0", "argument --alpha: must be > 0"),
     (["--alpha", "0.2", "--beta", "0.1"], "need 2(alpha + beta) > 1", "--alpha/--beta inadmissible"),
-    (["--d", "32", "--v", "16"], "v must be >= d", "--v must be > --d"),
+    (["--d", "32", "--v", "16"], "--v must be >= --d", "--v must be > --d"),
     (["--d", "32", "--lr", "5"], "unstable learning rate: lr=5", "--lr 5 with --batch 1 is at or above"),
     (["--steps", "0"], "argument --steps", "argument --steps"),
     (["--batch", "0"], "argument --batch", "argument --batch"),

@@ -114,7 +114,8 @@ def measure_frontier(alpha: float, beta: float, ds: Sequence[int], *, flops_max:
     curves = []
     for i, d in enumerate(ds):
         coords = {"alpha": float(alpha), "beta": float(beta), "d": int(d)}
-        if store is not None and store.done(coords):
+        resumed = store is not None and store.done(coords)
+        if resumed:
             c = store.get(coords)
             a, m = c.arrays, c.meta
             curves.append(LadderCurve(int(d), a["steps"], a["flops"], a["loss"], m["lr"], m["P_star"], m["v"]))
@@ -124,7 +125,9 @@ def measure_frontier(alpha: float, beta: float, ds: Sequence[int], *, flops_max:
             if store is not None:
                 store.put(coords, {"steps": c.steps, "flops": c.flops, "loss": c.loss},
                           meta={"lr": c.lr, "P_star": c.P_star, "v": c.v})
-        if progress is not None:
+        if progress is not None and resumed and hasattr(progress, "skip"):
+            progress.skip()  # a plrf.progress.Progress reports a rung loaded from the store as resumed
+        elif progress is not None:
             progress(i + 1, len(ds))
     data = [(c.d, c.flops, c.loss) for c in curves]
     # common flop grid ending at flops_max, which every rung reaches (no partial last column)
