@@ -97,9 +97,10 @@ def test_normal_is_a_pure_function_of_key_and_step():
     np.testing.assert_array_equal(np.asarray(normal(pk, jnp.array([[7]]), 1001))[0, 0], block[2])
     # vmap over keys = one key at a time
     keys = jax.random.split(jax.random.key(4), 3)
-    vm = np.asarray(jax.jit(jax.vmap(lambda k: rng.normal(rng.run_key(k), jnp.arange(4), 257)))(keys))
+    steps = jnp.array([5, 6, 7])     # the shapes of `block`: the single-key calls reuse its compiled program
+    vm = np.asarray(jax.jit(jax.vmap(lambda k: rng.normal(rng.run_key(k), steps, 1001)))(keys))
     for i in range(3):
-        np.testing.assert_array_equal(vm[i], np.asarray(normal(rng.run_key(keys[i]), jnp.arange(4), 257)))
+        np.testing.assert_array_equal(vm[i], np.asarray(normal(rng.run_key(keys[i]), steps, 1001)))
     # different steps, keys and streams differ; steps beyond 2^32 use the high counter word
     other = [normal(pk, 8, 1001), normal(rng.run_key(jax.random.key(5)), 6, 1001),
              normal(pk, 6, 1001, stream=2), normal(pk, 6 + 2 ** 32, 1001)]
