@@ -10,6 +10,12 @@ from scipy import stats
 
 from plrf import rng
 
+# rng.normal is always called under jit by the simulators; calling it eagerly dispatches (and compiles) every
+# one of its ~200 operations for each new shape, which made these tests take minutes. The checks below run the
+# jitted generator (n and stream static), i.e. the compiled program the simulators use.
+normal = jax.jit(rng.normal, static_argnames=("n", "stream"))
+philox = jax.jit(rng.philox4x32, static_argnames=("rounds",))
+
 # Random123's published known-answer vectors for philox4x32_10 (counter, key, output)
 KAT = [
     ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
@@ -85,18 +91,19 @@ def test_normal_sign_symmetry_and_correlations(draws):
 
 def test_normal_is_a_pure_function_of_key_and_step():
     pk = rng.run_key(jax.random.key(3))
-    block = np.asarray(rng.normal(pk, jnp.array([5, 6, 7]), 1001))
+    block = np.asarray(normal(pk, jnp.array([5, 6, 7]), 1001))
     assert block.shape == (3, 1001)
-    np.testing.assert_array_equal(block[1], np.asarray(rng.normal(pk, 6, 1001)))
-    np.testing.assert_array_equal(np.asarray(rng.normal(pk, jnp.array([[7]]), 1001))[0, 0], block[2])
+    np.testing.assert_array_equal(block[1], np.asarray(normal(pk, 6, 1001)))
+    np.testing.assert_array_equal(np.asarray(normal(pk, jnp.array([[7]]), 1001))[0, 0], block[2])
     # vmap over keys = one key at a time
     keys = jax.random.split(jax.random.key(4), 3)
-    vm = np.asarray(jax.vmap(lambda k: rng.normal(rng.run_key(k), jnp.arange(4), 257))(keys))
+    steps = jnp.array([5, 6, 7])     # the shapes of `block`: the single-key calls reuse its compiled program
+    vm = np.asarray(jax.jit(jax.vmap(lambda k: rng.normal(rng.run_key(k), steps, 1001)))(keys))
     for i in range(3):
-        np.testing.assert_array_equal(vm[i], np.asarray(rng.normal(rng.run_key(keys[i]), jnp.arange(4), 257)))
+        np.testing.assert_array_equal(vm[i], np.asarray(normal(rng.run_key(keys[i]), steps, 1001)))
     # different steps, keys and streams differ; steps beyond 2^32 use the high counter word
-    other = [rng.normal(pk, 8, 1001), rng.normal(rng.run_key(jax.random.key(5)), 6, 1001),
-             rng.normal(pk, 6, 1001, stream=2), rng.normal(pk, 6 + 2 ** 32, 1001)]
+    other = [normal(pk, 8, 1001), normal(rng.run_key(jax.random.key(5)), 6, 1001),
+             normal(pk, 6, 1001, stream=2), normal(pk, 6 + 2 ** 32, 1001)]
     for o in other:
         assert abs(np.corrcoef(np.asarray(o), block[1])[0, 1]) < 0.15
 
@@ -106,10 +113,11 @@ def test_slow_path_overflow_gives_the_same_numbers(monkeypatch):
     # numbers must not change (every pass computes the same function of the same bits; a differently compiled
     # program may round ndtri/exp differently in the last bit: 1e-14); 12000 draws have ~180 slow ones, so ~20
     # passes
+    # (each side is a fresh function under jit, so it is traced with the FAST_FRACTION in force at the call)
     pk = rng.run_key(jax.random.key(6))
-    ref = np.asarray(rng.normal(pk, jnp.arange(3), 4000))
+    ref = np.asarray(jax.jit(lambda k, s: rng.normal(k, s, 4000))(pk, jnp.arange(3)))
     monkeypatch.setattr(rng, "FAST_FRACTION", 1.0)
-    small = np.asarray(rng.normal(pk, jnp.arange(3), 4000))
+    small = np.asarray(jax.jit(lambda k, s: rng.normal(k, s, 4000))(pk, jnp.arange(3)))
     np.testing.assert_allclose(small, ref, rtol=1e-14, atol=0)
 
 
@@ -122,20 +130,20 @@ def test_draws_follow_the_documented_layout_exactly():
     from scipy.special import ndtri
     pk = rng.run_key(jax.random.key(12))
     n, steps = 20001, np.array([3, 2 ** 33 + 5])
-    z = np.asarray(rng.normal(pk, jnp.asarray(steps), n))
+    z = np.asarray(normal(pk, jnp.asarray(steps), n))
     q = -(-n // 4)
     unit = lambda hi, lo: (((hi << 32) | lo) >> 11).astype(np.float64) * 2.0 ** -53 + 2.0 ** -54  # noqa: E731
     counts = np.zeros(4, int)   # fast, tail, wedge kept, wedge redrawn
     for s, row in zip(steps, z):
         ctr = [np.uint32(0), np.uint32(s & 0xFFFFFFFF), np.uint32(s >> 32)]
-        words = rng.philox4x32([np.arange(q, dtype=np.uint32)] + ctr, [pk[0], pk[1]])
+        words = philox([np.arange(q, dtype=np.uint32)] + ctr, [pk[0], pk[1]])
         w = np.concatenate([np.asarray(o) for o in words])[:n].astype(np.uint64)
         i = (w & 255).astype(int)
         u = ((w >> 9).astype(np.float64) + 0.5) * 2.0 ** -23
         x = np.where((w >> 8) & 1, -1.0, 1.0) * u * rng._X[i]
         fast = u < rng._X[i + 1] / rng._X[i]
         o = [np.asarray(a).astype(np.uint64) for a in
-             rng.philox4x32([np.arange(n, dtype=np.uint32), np.uint32(1)] + ctr[1:], [pk[0], pk[1]])]
+             philox([np.arange(n, dtype=np.uint32), np.uint32(1)] + ctr[1:], [pk[0], pk[1]])]
         ua, ub = unit(o[0], o[1]), unit(o[2], o[3])
         F = rng._F
         keep = F[i] + ua * (F[np.minimum(i + 1, rng.LAYERS)] - F[i]) < np.exp(-0.5 * x * x)

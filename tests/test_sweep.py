@@ -24,8 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _python(script: str, *args, devices: int = 1, env=None, **kw):
     """Run ``script`` in a fresh interpreter with ``devices`` forced host devices (set before jax loads)."""
-    e = {**os.environ, "PYTHONPATH": str(REPO), "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-         "JAX_PLATFORMS": "cpu", **(env or {})}
+    # (tests/jax_cache_site: the suite's persistent compilation cache, see conftest.py)
+    e = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests" / "jax_cache_site")]),
+         "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu", **(env or {})}
     return subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), *map(str, args)], env=e,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
