@@ -309,9 +309,13 @@ MC_EIGEN = [("nesterov-wd-ema", 1)] + [pytest.param(n, B, marks=slow) for n, B i
 @pytest.mark.parametrize("name,B", MC_EIGEN)
 def test_eigen_monte_carlo_matches_exact(spec, name, B):
     c, exact, coefs, kind = _mc_check(spec, spec, name, B, "eigen")
-    # power: the same data reject the recursion without the Isserlis term lam^2 E[(p - theta*)^2] / B
-    wrong = reference_losses(spec, coefs, STEPS, B, kind, isserlis=False)[: exact.shape[0]]
-    assert np.max(np.abs(_z(c, wrong))) > Z_MAX + 1
+    # power: the same data reject gradient descent without noise (B -> inf) and, at B = 1, the recursion
+    # without the Isserlis term lam^2 E[(p - theta*)^2] / B (measured max |z| 4.8 for sgd-wd-ema at B = 3:
+    # the term is O(1/B), too weak to require there)
+    assert np.max(np.abs(_z(c, reference_losses(spec, coefs, STEPS, 1e12, kind)[: exact.shape[0]]))) > 10
+    if B == 1:
+        wrong = reference_losses(spec, coefs, STEPS, B, kind, isserlis=False)[: exact.shape[0]]
+        assert np.max(np.abs(_z(c, wrong))) > Z_MAX + 1
     if c.readouts:   # and each read-out against the other one's curve
         assert np.max(np.abs(_z(c, exact[::-1]))) > 10
 
