@@ -148,8 +148,10 @@ def check_optimizer(spec, opt, batch: int, grid, scale: float = 1.0, *, allow_un
 
 def run(source: Union[Spectrum, Instance], optimizer, *, steps: int, batch: int = 1, method: str = "expected",
         key: Optional[jax.Array] = None, seeds: Union[int, Sequence[int]] = 1, lr_scales=(1.0,),
-        grid=None, num: int = 100, allow_unstable: bool = False, dtype=jnp.float64, rng: str = "plrf"):
-    """Raw runs: losses of shape ``(n_lr, n_seed, n_readouts, n_grid)`` and blow-up steps ``(n_lr, n_seed)``.
+        grid=None, num: int = 100, allow_unstable: bool = False, dtype=jnp.float64, rng: str = "plrf",
+        readouts: bool = False):
+    """Raw runs: ``(grid, losses (n_lr, n_seed, n_grid), blow-up steps (n_lr, n_seed))`` of the iterate; with
+    ``readouts=True``, ``(grid, losses (n_lr, n_seed, n_readouts, n_grid), blow-up steps, optimizer)``.
 
     ``optimizer``: a :class:`plrf.optimizers.Optimizer` or a schedule (= SGD with it). ``lr_scales`` multiplies
     its learning rates (vmapped); seeds are vmapped. See :func:`simulate`.
@@ -175,7 +177,9 @@ def run(source: Union[Spectrum, Instance], optimizer, *, steps: int, batch: int 
         keys = seed_keys(key, seeds)
     P, div = _simulate_jit(arrays, keys, jnp.asarray(lr_scales), jnp.asarray(grid), opt, method=method,
                            batch=int(batch), dtype=jnp.dtype(dtype).type, rng=rng)
-    return grid, np.asarray(P), np.asarray(div), opt
+    if readouts:
+        return grid, np.asarray(P), np.asarray(div), opt
+    return grid, np.asarray(P)[:, :, 0], np.asarray(div)
 
 
 def _stats(P):
@@ -210,7 +214,8 @@ def simulate(source: Union[Spectrum, Instance], optimizer, *, steps: int, batch:
     ``rng`` chooses the Gaussian generator of ``eigen``/``features`` (:data:`RNGS`; see the module docstring).
     """
     grid, P, div, opt = run(source, optimizer, steps=steps, batch=batch, method=method, key=key, seeds=seeds,
-                            grid=grid, num=num, allow_unstable=allow_unstable, dtype=dtype, rng=rng)
+                            grid=grid, num=num, allow_unstable=allow_unstable, dtype=dtype, rng=rng,
+                            readouts=True)
     return _curve(grid, P[0], div[0], method, opt.readouts)
 
 

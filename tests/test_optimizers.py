@@ -357,9 +357,9 @@ EDGE_T = 30000   # horizon of the bisection
 
 def _blows_up(spec, opt, B, s):
     """The exact expected loss at lr multiplier s blows up (> 1e8 P(0) or not finite) within EDGE_T steps."""
-    _, P, div, _ = SIM.run(spec, opt, steps=EDGE_T, batch=B, method="expected", lr_scales=[s], num=10,
+    _, P, div = SIM.run(spec, opt, steps=EDGE_T, batch=B, method="expected", lr_scales=[s], num=10,
                            allow_unstable=True)
-    return bool(div[0, 0] >= 0), P[0, 0, 0, -1]
+    return bool(div[0, 0] >= 0), P[0, 0, -1]
 
 
 @pytest.mark.parametrize("name,B", [("momentum", 1), pytest.param("nesterov", 3, marks=slow)])
@@ -368,9 +368,9 @@ def test_stability_edge_by_bisection(spec, name, B):
     s_star, which = _edge_multiplier(spec, opt, B)
     # the exact loss below the edge converges to P* / (1 - kernel norm): the noise-feedback norm is right
     s = 0.6 * s_star
-    _, P, div, _ = SIM.run(spec, opt, steps=EDGE_T, batch=B, method="expected", lr_scales=[s], num=10)
+    _, P, div = SIM.run(spec, opt, steps=EDGE_T, batch=B, method="expected", lr_scales=[s], num=10)
     kn = system_edges(spec, opt.scale_lr(s).system(0.0), B)[1]
-    np.testing.assert_allclose(P[0, 0, 0, -1], float(spec.P_star) / (1 - kn), rtol=1e-8)
+    np.testing.assert_allclose(P[0, 0, -1], float(spec.P_star) / (1 - kn), rtol=1e-8)
     # bisection on the exact recursion: the largest multiplier whose loss does not blow up within EDGE_T steps
     lo, hi = 0.5 * s_star, 2.0 * s_star
     assert not _blows_up(spec, opt, B, lo)[0] and _blows_up(spec, opt, B, hi)[0]
