@@ -598,7 +598,7 @@ def solve_logtime(spectrum: Spectrum, optimizer, *, steps: int, batch: int = 1, 
         # near the stochastic edge errors feed back through 1/(1 - ||Kr||): tighten the local tolerance there
         rtol = rtol * min(1.0, 10.0 * (1.0 - float(kernel_norm(spectrum, peak, batch))))
         kern = _SGDKernel(spectrum, lr, batch, size)
-        bps = breakpoints(schedule, lr, steps)
+        bps = np.union1d(breakpoints(schedule, lr, steps), _hyper_jumps(opt, steps))  # sgd(s) = s
         lr_grid = lr(grid.astype(np.float64))
     else:
         check_optimizer(spectrum, opt, batch, grid)
