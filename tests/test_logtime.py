@@ -208,3 +208,113 @@ def test_logtime_matches_exact_d1e4():
     for sch in (S.constant(lr), S.wsd(lr, n, cooldown=0.2)):
         err, _ = _max_rel(spec, sch, n, 1)
         assert err < TOL, err
+
+
+# ---------------------------------------------------------------------------------------------------------
+# every optimizer of plrf.optimizers against the exact recursion (plrf.expected_loss)
+
+OPT_D = 96          # sampled spectrum, alpha = 1, beta = 0.7
+OPT_T = 20_000
+
+
+@pytest.fixture(scope="module")
+def opt_spec():
+    return _spectrum(1.0, 0.7, seed=2, d=OPT_D)
+
+
+def _optimizers(spec, d):
+    """Every named optimizer at stable hyper-parameters (DANA: the authors' defaults scaled down until stable)."""
+    from plrf import optimizers as O
+    lr = 0.5 * plrf.max_stable_lr(spec)
+    dd = O.dana_defaults(float(np.sum(spec.lam * spec.n)), d, 1.0, 0.7)
+    return {
+        "sgd-wd": O.sgd(lr, weight_decay=1e-3),
+        "sgd-ema": O.sgd(S.cosine(lr, 2 * OPT_T), ema=1e-3),  # (lr -> 0: check_system reports inf)
+        "momentum": O.momentum(0.1 * lr, 0.9),
+        "momentum-wd-ema": O.momentum(0.1 * lr, 0.9, weight_decay=1e-3, ema=1e-2),
+        "nesterov": O.nesterov(0.1 * lr, 0.9),
+        "nesterov-uniform": O.nesterov(0.1 * lr, 0.8, ema="uniform"),
+        "dana-decaying": O.dana_decaying(0.5 * dd["g2"], 0.1 * dd["g3_decaying"], delta=dd["delta"],
+                                         kappa=dd["kappa"]),
+        "dana-constant": O.dana_constant(0.5 * dd["g2"], 0.5 * dd["g3_constant"], delta=dd["delta"]),
+        "schedule-free": O.schedule_free(0.5 * lr, 0.9),
+    }
+
+
+def _opt_grid(steps):
+    """Every step up to 200, then a log grid: the first steps and the whole curve."""
+    return np.union1d(np.arange(201), plrf.log_grid(steps, 150))
+
+
+@pytest.mark.parametrize("name", ["sgd-wd", "sgd-ema", "momentum", "momentum-wd-ema", "nesterov",
+                                  "nesterov-uniform", "dana-decaying", "dana-constant", "schedule-free"])
+def test_optimizers_match_exact(opt_spec, name):
+    # log-time vs the exact moment recursion of plrf.expected_loss at every grid step from step 0, every
+    # read-out: relative error below 1e-3 (measured at rtol = 1e-4: <= 3e-5, see the report in the module doc)
+    opt = _optimizers(opt_spec, OPT_D)[name]
+    grid = _opt_grid(OPT_T)
+    ex = plrf.expected_loss(opt_spec, opt, steps=OPT_T, grid=grid)
+    lt = L.solve_logtime(opt_spec, opt, steps=OPT_T, grid=grid)
+    np.testing.assert_array_equal(lt.steps, grid)
+    np.testing.assert_allclose(lt.loss, ex.loss, rtol=1e-3, atol=0)
+    for k, (mean, _, _) in (ex.readouts or {}).items():
+        np.testing.assert_allclose(lt.readouts[k], mean, rtol=1e-3, atol=0)
+    if name not in ("sgd-ema",):   # constant or slowly varying coefficients: grid points force most intervals
+        assert lt.intervals < grid.size + 300, lt.intervals
+
+
+def test_optimizer_first_steps_exact(opt_spec):
+    # the first H_EXACT steps run plrf.moments.step itself: identical to expected_loss to round-off (1e-12)
+    opt = _optimizers(opt_spec, OPT_D)["momentum-wd-ema"]
+    grid = np.arange(L.H_EXACT + 1)
+    lt = L.solve_logtime(opt_spec, opt, steps=L.H_EXACT, grid=grid)
+    ex = plrf.expected_loss(opt_spec, opt, steps=L.H_EXACT, grid=grid)
+    np.testing.assert_allclose(lt.loss, ex.loss, rtol=1e-12)
+    np.testing.assert_allclose(lt.readouts["average"], ex.readouts["average"][0], rtol=1e-12)
+
+
+def test_powers_vs_repeated_products():
+    # binary powering (G^h - I and sum_m m^p G^m b) vs explicit repeated products of a random complex-
+    # eigenvalue 3x3 map for h = 1..40 and 1000 (1e-11)
+    rng = np.random.default_rng(0)
+    G = np.array([[0.9, 0.3, 0.0], [-0.4, 0.8, 0.1], [0.05, 0.0, 0.95]])
+    b = rng.normal(size=3)
+    for h in list(range(1, 41)) + [1000]:
+        EL, S0, S1, S2 = (np.asarray(x)[..., 0] for x in
+                          L._powers(jnp.asarray(G - np.eye(3))[..., None], jnp.asarray(b)[:, None], float(h)))
+        P = np.eye(3)
+        ref = np.zeros((3, 3))
+        for m in range(h):
+            ref += np.outer([1, m, m * m], P @ b)
+            P = P @ G
+        np.testing.assert_allclose(EL + np.eye(3), P, rtol=1e-11, atol=1e-13)
+        np.testing.assert_allclose(np.stack([S0, S1, S2]), ref, rtol=1e-11, atol=1e-12 * np.abs(ref).max())
+
+
+def test_bare_schedule_means_sgd(opt_spec):
+    # a bare schedule and plrf.optimizers.sgd(schedule) give the same curve (the specialised m = 1 path)
+    from plrf import optimizers as O
+    sch = S.wsd(0.5 * plrf.max_stable_lr(opt_spec), 5000)
+    a = L.solve_logtime(opt_spec, sch, steps=5000)
+    b = L.solve_logtime(opt_spec, O.sgd(sch), steps=5000)
+    np.testing.assert_allclose(a.loss, b.loss, rtol=1e-13)
+
+
+def test_optimizer_validation(opt_spec):
+    from plrf import optimizers as O
+    with pytest.raises(ValueError, match="unstable optimizer"):
+        L.solve_logtime(opt_spec, O.momentum(plrf.max_stable_lr(opt_spec), 0.9), steps=100)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["sgd-wd", "momentum", "nesterov", "dana-decaying", "dana-constant",
+                                  "momentum-wd-ema"])
+def test_optimizers_match_exact_long(name):
+    # 5e5 steps on d = 64 (the slowest modes and DANA's decaying coefficients over 5 decades): 1e-3 relative
+    spec = _spectrum(1.0, 0.7, seed=5, d=64)
+    opt = _optimizers(spec, 64)[name]
+    n = 500_000
+    grid = _opt_grid(n)
+    ex = plrf.expected_loss(spec, opt, steps=n, grid=grid)
+    lt = L.solve_logtime(spec, opt, steps=n, grid=grid)
+    np.testing.assert_allclose(lt.loss, ex.loss, rtol=1e-3, atol=0)

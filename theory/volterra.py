@@ -14,25 +14,28 @@ over the ``r - 1 - s`` later steps.  ``||Kr|| = sum_r Kr(r) = sum_k n_k (eta/B) 
 and, when ``||Kr|| < 1``, ``P(inf) = P* / (1 - ||Kr||)`` (plrf.stability).  Past the stochastic edge the loss
 grows like ``rho^r`` with ``sum_k n_k (eta^2/B) lam_k^2 / (rho - g_k) = 1`` (renewal equation, ``rho > 1``).
 
-Solvers here: :func:`solve_exact` (the per-step recursion, any schedule, O(d) per step) and
+Solvers here: :func:`solve_exact` (the per-step recursion of :mod:`plrf.moments`, any schedule or linear
+optimizer of :mod:`plrf.optimizers`, O(d) per step for SGD) and
 :func:`solve_volterra_direct` (the O(steps^2) unrolled sum, an independent reference for small runs).
 """
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import plrf
+from plrf import moments as pm, optimizers as _opt
+from plrf.simulate import check_optimizer
 from plrf.spectrum import Spectrum
 from plrf.stability import check_lr, kernel_norm as _kernel_norm, limit_loss as _limit_loss
 
 jax.config.update("jax_enable_x64", True)
 
-CHUNK = 1 << 15  # steps per jitted scan in solve_exact (lr values evaluated one chunk at a time)
+CHUNK = 1 << 15  # steps per jitted scan in solve_exact
 
 
 class Curve(NamedTuple):
@@ -40,6 +43,7 @@ class Curve(NamedTuple):
     steps: np.ndarray  # (n,) int64
     loss: np.ndarray   # (n,) float64
     lr: np.ndarray     # (n,) float64
+    readouts: Optional[dict] = None  # further read-outs (the average, schedule-free's z): name -> losses
 
     @property
     def final(self) -> float:
@@ -180,53 +184,67 @@ def growth_factor(spectrum: Spectrum, lr: float, *, batch: int = 1) -> float:
 # ---------------------------------------------------------------------------------------------------------
 # exact per-step recursion
 
-@functools.partial(jax.jit, static_argnames=("unroll",))
-def _scan_chunk(e, P, lrs, two_lam, a2, c, P_star, unroll=8):
-    """Steps with the given lrs; returns the state after them and ``P`` after each step."""
-    def step(carry, eta):
-        e, P = carry
-        g = 1.0 - eta * two_lam + eta * eta * a2
-        e = g * e + (eta * eta * P) * c
-        P = P_star + jnp.sum(e)
-        return (e, P), P
-    (e, P), Ps = jax.lax.scan(step, (e, P), lrs, unroll=unroll)
-    return e, P, Ps
+@functools.partial(jax.jit, static_argnames=("forced", "count"))
+def _scan_chunk(state, r0, nvalid, opt, lam, n, ts, B, P_star, forced, count):
+    """``nvalid <= count`` steps of :func:`plrf.moments.step` from step ``r0`` (the rest of the chunk leaves the
+    state unchanged); returns the state and the losses of every read-out after each step."""
+    def step(st, i):
+        r = (r0 + i).astype(jnp.float64)
+        new = pm.step(st, opt.system(r), lam, n, ts, P_star, B, forced)
+        st = jax.tree.map(lambda a, b: jnp.where(i < nvalid, a, b), new, st)
+        return st, pm.losses(st[1], opt.system(r + 1.0), lam, P_star)
+    return jax.lax.scan(step, state, jnp.arange(count), unroll=8)
 
 
-def solve_exact(spectrum: Spectrum, schedule, *, steps: int, batch: int = 1, grid=None, num: int = 100,
+def lead_lr(opt, steps) -> np.ndarray:
+    """The learning-rate-like hyper-parameter of ``opt`` (``g2``/``lr``, else ``g3``) at ``steps``."""
+    for k in ("g2", "lr", "g3"):
+        if k in opt.h and (k != "g2" or "g3" not in opt.h or not _opt._is_zero(opt.h["g2"])):
+            return np.asarray(jax.vmap(opt.h[k])(jnp.asarray(steps, jnp.float64)), dtype=np.float64)
+    return np.full(np.shape(steps), np.nan)
+
+
+def solve_exact(spectrum: Spectrum, optimizer, *, steps: int, batch: int = 1, grid=None, num: int = 100,
                 allow_unstable: bool = False) -> Curve:
-    """The exact expected loss by the per-step recursion (any schedule; O(d) per step, jitted scans).
+    """The exact expected loss by the per-step recursion of :mod:`plrf.moments` (O(d m^3) per step, jitted scans
+    of ``CHUNK`` steps, so long runs and blow-ups past ``plrf.simulate``'s ``BLOWUP`` are followed as they are).
 
-    Same recursion as ``plrf.expected_loss``; written independently (lr values are evaluated outside the
-    jitted kernel, one chunk of ``CHUNK`` steps at a time, so one compilation serves every schedule).
+    ``optimizer``: a :class:`plrf.optimizers.Optimizer` or a schedule closure (SGD with it). The same numbers as
+    ``plrf.expected_loss`` (same recursion); losses of further read-outs (the average, ...) in ``readouts``.
     """
     spectrum, batch, steps = check_spectrum(spectrum), check_batch(batch), check_steps(steps)
     grid = check_grid(grid, steps, num)
-    lr = lr_function(schedule)
-    check_lr(spectrum, peak_lr(schedule, steps, lr), batch, allow_unstable=allow_unstable)
-    lam = jnp.asarray(spectrum.lam)
-    B = float(batch)
-    two_lam, a2 = 2.0 * lam, lam * lam * (B + 1.0) / B
-    c = jnp.asarray(spectrum.n) * lam * lam / B
+    opt = _opt.as_optimizer(optimizer)
+    if isinstance(optimizer, _opt.Optimizer):
+        check_optimizer(spectrum, opt, batch, grid, allow_unstable=allow_unstable)
+        lrs = lead_lr(opt, grid)
+    else:
+        lr = lr_function(optimizer)
+        check_lr(spectrum, peak_lr(optimizer, steps, lr), batch, allow_unstable=allow_unstable)
+        lrs = lr(grid.astype(np.float64))
+    lam, n, w = (jnp.asarray(a, jnp.float64) for a in (spectrum.lam, spectrum.n, spectrum.w))
     P_star = jnp.asarray(spectrum.P_star, dtype=jnp.float64)
-    e = jnp.asarray(spectrum.w)
-    P = P_star + jnp.sum(e)
-    out = np.empty(grid.size)
-    out[0] = float(P)
+    B = jnp.asarray(float(batch))
+    forced = pm.is_forced(opt)
+    ts = pm.theta_star(lam, w)
+    sys0 = opt.system(0.0)
+    state = pm.init(sys0, lam, w, forced)
+    out = np.empty((grid.size, len(opt.readouts)))
+    out[0] = np.asarray(pm.losses(state[1], sys0, lam, P_star))
+    count = min(CHUNK, max(16, 1 << int(steps - 1).bit_length()))
     gi = 1
-    for r0 in range(0, steps, CHUNK):
-        n = min(CHUNK, steps - r0)
-        lrs = np.zeros(CHUNK)
-        lrs[:n] = lr(np.arange(r0, r0 + n))  # padded steps have lr = 0: g = 1, no forcing: state unchanged
-        e, P, Ps = _scan_chunk(e, P, jnp.asarray(lrs), two_lam, a2, c, P_star)
-        hi = np.searchsorted(grid, r0 + n, side="right")
+    for r0 in range(0, steps, count):
+        k = min(count, steps - r0)
+        state, Ls = _scan_chunk(state, jnp.asarray(r0, jnp.int64), jnp.asarray(k), opt, lam, n, ts, B, P_star,
+                                forced, count)
+        hi = np.searchsorted(grid, r0 + k, side="right")
         if hi > gi:
-            Ps = np.asarray(Ps)
-            out[gi:hi] = Ps[grid[gi:hi] - r0 - 1]
+            out[gi:hi] = np.asarray(Ls)[grid[gi:hi] - r0 - 1]
             gi = hi
     with np.errstate(invalid="ignore"):
         out = np.where(np.isfinite(out), out, np.inf)
-    return Curve(grid, out, lr(grid.astype(np.float64)))
+    extra = {name: out[:, j] for j, name in enumerate(opt.readouts) if j > 0}
+    return Curve(grid, out[:, 0], lrs, extra or None)
 
 
 def solve_volterra_direct(spectrum: Spectrum, lr: float, *, steps: int, batch: int = 1) -> np.ndarray:
