@@ -178,7 +178,7 @@ def _simulate(instance, optimizer, args, key, common):
     batch = kw.pop("batch")
     res = sweep(source, optimizer, method=args.method, key=key, seeds=args.seeds, batches=(batch,),
                 devices=args.devices, quiet=args.quiet, desc="curve", rng=args.rng, **kw)
-    return _curve(res.steps, res.loss[0, 0], res.diverged[0, 0], args.method)
+    return _curve(res.steps, res.loss[0, 0][:, None], res.diverged[0, 0], args.method)
 
 
 def _plot(curve, exact, spec, config, path, lr=None):
