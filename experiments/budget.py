@@ -160,14 +160,20 @@ def sgd(method: str, *, d: int, v: int, batch: int, seeds: int, steps: int, num:
     width = (d + 1) if method == "eigen" else v
     check_draws(batch, width, f"d + 1 = {width}" if method == "eigen" else f"v = {width}")
     block = min(seeds, 64)
-    mem = 8.0 * (2 * block * batch * width * (2 if method == "eigen" else 1) + seeds * (num + 2) * 2
-                 + block * 2 * d + (2 * v * d if method == "features" else 0))
+    draws = 8.0 * (2 * block * batch * width * (2 if method == "eigen" else 1) + block * 2 * d
+                   + (2 * v * d if method == "features" else 0))
+    outputs = 8.0 * 2 * runs * seeds * (num + 2) * 3   # loss per seed and grid point, and its copies
+    if draws >= outputs:
+        mem = (draws + outputs, "--batch" if batch > 1 else "--d",
+               f"{method} SGD: the Gaussian draws of {block} seeds x B x {width}")
+    else:
+        mem = (draws + outputs, "--seeds", f"{method} SGD: the losses of {seeds} seeds x {num + 2} grid points")
     if method == "eigen":
         t = COST["draw"] * seeds * steps * batch * (d + 1)
     else:
         t = seeds * steps * batch * v * (COST["draw"] + 2 * COST["mac"] * d)
-    return (mem, "--batch" if batch > 1 else "--d", f"{method} SGD: Gaussian draws of {block} seeds x B x {width}"), \
-        (runs * (t + COST["compile"]), "--steps", f"{method} SGD: {seeds} seeds x {steps:.3g} steps x B x {width}")
+    return mem, (runs * (t + COST["compile"]), "--seeds" if seeds > steps else "--steps",
+                 f"{method} SGD: {seeds} seeds x {steps:.3g} steps x B x {width}")
 
 
 def recursion_time(d: int, steps: int, runs: int = 1) -> float:
