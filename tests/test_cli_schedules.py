@@ -33,6 +33,7 @@ def numpy_expected_loss(spec, lrs, batch=1):
     return P
 
 
+@pytest.mark.slow   # ~2-3 min of CPU (1024-seed table, scans); the bad-option checks stay in the default suite
 def test_schedules_end_to_end(tmp_path, monkeypatch):
     figs = record_figures(monkeypatch)
     out = tmp_path / "sch"
@@ -109,6 +110,7 @@ def test_schedules_end_to_end(tmp_path, monkeypatch):
     assert figs == {"schedules.png": [], "wsd_scan.png": []}   # labelled axes, legends hiding no data
 
 
+@pytest.mark.slow   # ~2.5 min of CPU (theory ladder + SGD families)
 def test_collapse_end_to_end(tmp_path, monkeypatch):
     figs = record_figures(monkeypatch)
     out = tmp_path / "col"
