@@ -280,7 +280,8 @@ def plot_local_slopes(records, path):
                title=f"local ${sym}$ vs compute (dashed: asymptote)")
         ax.grid(alpha=0.3)
     h, lab = axes[0, 0].get_legend_handles_labels()
-    fig.suptitle(r"Local slopes of the compute-optimal frontier at the named points ($\alpha$, $\beta$)")
+    which = "named points" if named[0]["label"] != "grid" else "grid points (run without named points)"
+    fig.suptitle(rf"Local slopes of the compute-optimal frontier at the {which} ($\alpha$, $\beta$)")
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.legend(h, lab, loc="lower center", ncol=4, fontsize=8.5, frameon=False)
     save(fig, path)

@@ -44,6 +44,7 @@ TMP_PREFIX = ".tmp-"
 RESULTS = "results.json"
 ARRAYS = "arrays.npz"
 CELLS = "cells"
+OUTPUTS = ".outputs"   # names of the files a command wrote through OutDir.file (figures, tables): cleared with it
 _COORDS, _META, _CONFIG, _SHA = "__coords__", "__meta__", "__config__", "__sha256__"
 
 
@@ -342,7 +343,10 @@ def _has_cells(root: Path) -> bool:
 
 
 def _clear(root: Path) -> None:
-    for p in (root / RESULTS, root / ARRAYS):
+    for name in _outputs(root):   # figures and tables of the discarded run: never left next to new results
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            (root / name).unlink()
+    for p in (root / RESULTS, root / ARRAYS, root / OUTPUTS):
         with contextlib.suppress(FileNotFoundError):
             p.unlink()
     cells = root / CELLS
@@ -355,6 +359,17 @@ def _clear(root: Path) -> None:
             for p in q.iterdir():
                 if p.is_file():
                     p.unlink()
+
+
+def _outputs(root: Path) -> list:
+    """Names recorded by :meth:`OutDir.file` (plain names in the out dir; anything else in the list is ignored)."""
+    try:
+        names = read_json(root / OUTPUTS)
+    except (FileNotFoundError, ValueError):
+        return []
+    if not isinstance(names, list):
+        return []
+    return [n for n in names if isinstance(n, str) and n and os.path.basename(n) == n and not n.startswith(".")]
 
 
 class OutDir:
@@ -377,6 +392,10 @@ class OutDir:
         self.wall_time_before = float(prev.get("wall_time_total") or 0.0) if previous else 0.0
 
     def file(self, name: str) -> str:
+        """Path of an output file ``name`` (a figure, a table) inside the out dir; the name is recorded in
+        ``OUT/.outputs`` so that ``--overwrite`` removes it with the results it was drawn from."""
+        if self.writer and os.path.basename(name) == name and name not in _outputs(self.root):
+            write_json(self.root / OUTPUTS, sorted(set(_outputs(self.root)) | {name}))
         return os.fspath(self.root / name)
 
     def cells(self) -> "CellStore":

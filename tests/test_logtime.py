@@ -85,8 +85,9 @@ def test_find_jumps():
 # ---------------------------------------------------------------------------------------------------------
 # accuracy against the exact recursion
 
-@pytest.mark.parametrize("ab, batch, frac", [((1.0, 0.7), 1, 0.9), ((0.4, 0.3), 1, 0.9), ((0.8, 0.3), 4, 0.9),
-                                              ((0.4, 1.0), 2, 0.8)])
+@pytest.mark.parametrize("ab, batch, frac", [((1.0, 0.7), 1, 0.9), ((0.4, 0.3), 1, 0.9),
+                                              pytest.param((0.8, 0.3), 4, 0.9, marks=pytest.mark.slow),
+                                              pytest.param((0.4, 1.0), 2, 0.8, marks=pytest.mark.slow)])
 def test_logtime_matches_exact(spectra, ab, batch, frac):
     # phases II, Ib-like (2a < 1, 2b < 1, v = 4d), Ia, IV; lr up to 0.9x the largest stable lr; every
     # schedule shape; relative error at every grid step (log + linear grids) below TOL
@@ -246,8 +247,10 @@ def _opt_grid(steps):
     return np.union1d(np.arange(201), plrf.log_grid(steps, 150))
 
 
-@pytest.mark.parametrize("name", ["sgd-wd", "sgd-ema", "momentum", "momentum-wd-ema", "nesterov",
-                                  "nesterov-uniform", "dana-decaying", "dana-constant", "schedule-free"])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("sgd-wd", "sgd-ema", "nesterov",
+                                                                                 "nesterov-uniform") else n
+                                  for n in ("sgd-wd", "sgd-ema", "momentum", "momentum-wd-ema", "nesterov",
+                                            "nesterov-uniform", "dana-decaying", "dana-constant", "schedule-free")])
 def test_optimizers_match_exact(opt_spec, name):
     # log-time vs the exact moment recursion of plrf.expected_loss at every grid step from step 0, every
     # read-out: relative error below 1e-3 (measured at rtol = 1e-4: <= 3e-5, see the report in the module doc)

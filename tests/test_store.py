@@ -3,6 +3,7 @@ import hashlib
 import io
 import json
 import os
+from pathlib import Path
 import subprocess
 import sys
 
@@ -340,3 +341,18 @@ def test_progress_bar_counts_eta_and_silence():
         assert stream.getvalue() == ""
     with pytest.raises(ValueError, match="total"):
         progress.Progress(-1)
+
+
+def test_overwrite_removes_the_figures_of_the_discarded_run(tmp_path):
+    """Files a command wrote through OutDir.file are recorded in OUT/.outputs and removed by --overwrite (a figure
+    of the old configuration must not sit next to the new results); files plrf did not write are kept."""
+    with store.prepare_out(tmp_path, {"a": 1}) as out:
+        Path(out.file("old.png")).write_bytes(b"png")
+        Path(out.file("table.md")).write_text("t")
+        out.save({"x": 1})
+    (tmp_path / "mine.txt").write_text("user file")
+    assert sorted(store.read_json(tmp_path / ".outputs")) == ["old.png", "table.md"]
+    with store.prepare_out(tmp_path, {"a": 2}, overwrite=True) as out:
+        assert not (tmp_path / "old.png").exists() and not (tmp_path / "table.md").exists()
+        assert not (tmp_path / "results.json").exists() and not (tmp_path / ".outputs").exists()
+        assert (tmp_path / "mine.txt").read_text() == "user file"

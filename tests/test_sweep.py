@@ -66,6 +66,7 @@ SHARDED = """
 """
 
 
+@pytest.mark.slow   # two subprocesses with 1 and 2 host devices: ~50 s of compiles
 def test_sharded_sweep_bit_identical_to_one_device(tmp_path, small):
     f = tmp_path / "sharded.npz"
     _check(_python(SHARDED, f, devices=4))
