@@ -1,0 +1,83 @@
+"""theory.asymptote: extrapolated exponents on planted drifting local slopes, the theory's correction exponent
+against a direct minimization of the component sum, and the interval of weakly identified xi."""
+import math
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize_scalar
+
+from theory.asymptote import correction_exponent, extrapolate, xi_interval
+from theory.phases import component_exponents, exponents
+
+F = np.logspace(4, 13, 181)   # 9 decades, 20 points per decade (the frontier's local-slope grid)
+
+
+@pytest.mark.parametrize("omega, c, wiggle", [(0.15, 0.3, 0.0), (0.15, 0.3, 2e-3), (0.3, -0.2, 1e-3),
+                                              (0.08, 0.1, 1e-3), (0.5, 0.05, 5e-4)])
+def test_planted_drift_is_extrapolated(omega, c, wiggle):
+    # s(f) = 0.5 + c f^-omega + a ladder-like wiggle (one period per octave): the last slope is off by up to
+    # 0.01; the extrapolation recovers 0.5 within 0.005 (omega given) / 0.01 (omega profiled) and its error
+    # bar covers the truth (2 err + 1e-3)
+    s = 0.5 + c * F ** -omega + wiggle * np.sin(2 * np.pi * np.log2(F))
+    for kw, tol in ((dict(omega=omega), 0.005), ({}, 0.01)):
+        a = extrapolate(F, s, **kw)
+        assert abs(a.value - 0.5) < tol, (kw, a)
+        assert abs(a.value - 0.5) <= 2 * a.err + 1e-3, (kw, a)
+        assert a.omega_source == ("theory" if kw else "profile") and a.last == s[-1] and a.n == F.size
+    if abs(c) * F[-1] ** -omega > 3e-3:                 # the drift is visible: the last slope is not the answer
+        assert abs(extrapolate(F, s, omega=omega).value - 0.5) < abs(s[-1] - 0.5) / 2
+
+
+def test_extrapolate_window_and_errors():
+    s = 0.4 + 0.2 * F ** -0.2
+    a = extrapolate(F, s, decades=3)
+    assert a.window[0] == pytest.approx(1e10) and a.n == 61 and abs(a.value - 0.4) < 1e-3
+    s_bad = s.copy()
+    s_bad[::2] = np.nan                                 # NaNs (no slope there) are skipped
+    assert abs(extrapolate(F, s_bad, omega=0.2).value - 0.4) < 1e-6
+    with pytest.raises(ValueError, match="at least 6 finite local slopes"):
+        extrapolate(F[:4], s[:4])
+    with pytest.raises(ValueError, match="omega must be > 0"):
+        extrapolate(F, s, omega=0.0)
+    with pytest.raises(ValueError, match="one length"):
+        extrapolate(F, s[:-1])
+
+
+def _lnP(terms, L):
+    """ln min_x sum_i f^-(p_i x + q_i (1 - x)) at ln f = L (the component sum with unit constants)."""
+    g = lambda x: np.log(sum(np.exp(-(p * x + q * (1 - x)) * L) for _, p, q in terms))  # noqa: E731
+    return minimize_scalar(g, bounds=(0, 1), method="bounded", options=dict(xatol=1e-12)).fun
+
+
+@pytest.mark.parametrize("ab, L1", [((1.0, 0.7), 60.0), ((0.8, 0.3), 60.0), ((0.7, 1.2), 100.0)])
+def test_correction_exponent_vs_direct_minimization(ab, L1):
+    # the local slope of the minimized component sum approaches eta as f^-omega: measured between
+    # ln f = L1 and 2 L1 (f = 1e26 .. 1e87; the gap must stay above rounding), within 2%
+    terms, eta = component_exponents(*ab), exponents(*ab).eta
+    slope = lambda L: -(_lnP(terms, L + 0.5) - _lnP(terms, L - 0.5))   # noqa: E731
+    d1, d2 = slope(L1) - eta, slope(2 * L1) - eta
+    measured = -math.log(abs(d2 / d1)) / L1
+    assert correction_exponent(*ab) == pytest.approx(measured, rel=0.02)
+
+
+def test_correction_exponent_none_on_ties():
+    assert correction_exponent(0.4, 0.35) is None        # Ib: F_0, F_pp and the noise tie at the optimum
+
+
+def test_xi_interval():
+    # sharp in II: a point at rel_loss -> 0, and |E(x) - eta| <= tol at its ends (independent evaluation of E)
+    terms = component_exponents(1.0, 0.7)
+    ex = exponents(1.0, 0.7)
+    iv = xi_interval(1.0, 0.7, flops=1e12, rel_loss=0.05)
+    assert iv.low < ex.xi < iv.high and iv.exponent_tol == pytest.approx(math.log(1.05) / math.log(1e12))
+    for x in (iv.low, iv.high):
+        E = min(p * x + q * (1 - x) for _, p, q in terms)
+        assert E == pytest.approx(ex.eta - iv.exponent_tol, abs=1e-9)
+    assert xi_interval(1.0, 0.7, rel_loss=1e-9).high - xi_interval(1.0, 0.7, rel_loss=1e-9).low < 1e-6
+    # flat in IVb near the IVa|IVb line, and the whole maximizer interval on the line
+    assert xi_interval(0.3, 0.6).high - xi_interval(0.3, 0.6).low > 5 * (iv.high - iv.low)
+    line = xi_interval(1 - 2 ** -0.5, 1.0, rel_loss=1e-9)
+    lo, hi = exponents(1 - 2 ** -0.5, 1.0).xi_range
+    assert line.low == pytest.approx(lo, abs=1e-6) and line.high == pytest.approx(hi, abs=1e-6) and hi - lo > 0.05
+    with pytest.raises(ValueError, match="rel_loss"):
+        xi_interval(1.0, 0.7, rel_loss=0)

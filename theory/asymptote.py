@@ -1,0 +1,158 @@
+"""Asymptotic compute-optimal exponents measured from local slopes, and where an exponent is weakly identified.
+
+Local slopes of the frontier (:func:`theory.frontier.local_slopes`) drift towards their asymptote: the components
+of :mod:`theory.phases` are power laws ``d^-p t^-q``; at the optimum two of them balance (exponent ``eta`` in f)
+and the next one trails by ``omega = min_i (p_i xi + q_i (1 - xi)) - eta`` over the other terms, so the loss is
+``f^-eta (A + B f^-omega + ...)`` and the local slopes follow
+
+    s(f) = s_inf + c f^-omega                                   (finite-size correction model)
+
+:func:`extrapolate` fits that model to the local slopes over their last ``decades`` decades (linear least squares
+in ``(s_inf, c)`` at a given ``omega``). ``omega``: from the theory (:func:`correction_exponent`, when a trailing
+term exists and its gap is at least ``OMEGA_MIN``), else profiled over ``[OMEGA_MIN, OMEGA_MAX]`` (the value of
+least residual). The error combines, as the larger of them, (i) the standard error of ``s_inf`` from the
+residuals, (ii) the spread of ``s_inf`` over the omegas whose residual sum of squares is within the profile's
+2-sigma band (``RSS <= RSS_min (1 + 4 / (n - 3))``; the whole range when omega is profiled, else omega/2 .. 2
+omega: the theory gives the leading correction only), and (iii) half the change of ``s_inf`` when only the
+upper half of the window is fitted (drift the model does not capture). Grid points of local slopes are
+correlated (overlapping windows), so (i) alone would be optimistic; (ii) and (iii) are systematic.
+
+Weak identification (:func:`xi_interval`). At compute f, a size ``d = f^x`` costs a loss factor
+``f^(eta - E(x))`` with ``E(x) = min_i (p_i x + q_i (1 - x))`` (concave, piecewise linear). The values of x whose
+loss is within a relative ``rel_loss`` of the optimum at f form the interval ``E(x) >= eta - ln(1 + rel_loss) /
+ln f``: a point interval where xi is sharp, a wide one where the loss is flat in xi (e.g. IVb near the IVa|IVb
+line, where the interval of maximizers itself is not a point).
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from .phases import component_exponents, exponents
+
+OMEGA_MIN, OMEGA_MAX = 0.01, 2.0
+
+
+def _envelope(terms, x):
+    return min(p * x + q * (1.0 - x) for _, p, q in terms)
+
+
+def correction_exponent(alpha: float, beta: float) -> Optional[float]:
+    """Gap in the f-exponent between the balanced components and the next one at the optimum (``omega``), or
+    None when every component is balanced, or the gap is below ``OMEGA_MIN`` (a near tie: no usable
+    separation of scales)."""
+    terms = component_exponents(alpha, beta)
+    ex = exponents(alpha, beta)
+    x = ex.xi
+    gaps = [p * x + q * (1.0 - x) - ex.eta for name, p, q in terms if name not in ex.active]
+    gaps = [g for g in gaps if g > 1e-9]
+    if not gaps or min(gaps) < OMEGA_MIN:
+        return None
+    return float(min(gaps))
+
+
+class Interval(NamedTuple):
+    """x = ln d / ln f whose loss at ``flops`` is within ``rel_loss`` of the optimum; ``exponent_tol`` is the
+    corresponding tolerance on the f-exponent."""
+    low: float
+    high: float
+    flops: float
+    rel_loss: float
+    exponent_tol: float
+
+
+def xi_interval(alpha: float, beta: float, *, flops: float = 1e12, rel_loss: float = 0.05) -> Interval:
+    """The interval of xi that is identified at compute ``flops`` to within a relative loss ``rel_loss`` (see the
+    module doc); ``low == high`` when the interval is a point to 1e-9."""
+    if not (flops > 1):
+        raise ValueError(f"flops must be > 1, got {flops}")
+    if not (rel_loss > 0):
+        raise ValueError(f"rel_loss must be > 0, got {rel_loss}")
+    terms = component_exponents(alpha, beta)
+    eta = exponents(alpha, beta).eta
+    tol = math.log1p(rel_loss) / math.log(flops)
+    # E(x) is concave and piecewise linear: the set {E >= eta - tol} is an interval; find its ends on [0, 1]
+    # by bisection from the maximizer
+    ex = exponents(alpha, beta)
+    lo_in, hi_in = ex.xi_range
+    level = eta - tol
+
+    def edge(inside, outside):
+        if _envelope(terms, outside) >= level:
+            return outside
+        for _ in range(200):
+            mid = 0.5 * (inside + outside)
+            if _envelope(terms, mid) >= level:
+                inside = mid
+            else:
+                outside = mid
+        return inside
+    return Interval(edge(lo_in, 0.0), edge(hi_in, 1.0), float(flops), float(rel_loss), tol)
+
+
+class Asymptote(NamedTuple):
+    value: float          # extrapolated s_inf
+    err: float            # see the module doc
+    last: float           # the last local slope (largest compute)
+    omega: float          # correction exponent used
+    omega_source: str     # 'theory' or 'profile'
+    window: tuple         # (f_lo, f_hi) of the fitted local slopes
+    n: int                # points fitted
+
+
+def _fit(lf, s, omega):
+    """Least squares of s = s_inf + c exp(-omega lf): (s_inf, c, rss, se of s_inf)."""
+    X = np.column_stack([np.ones_like(lf), np.exp(-omega * (lf - lf[-1]))])   # scaled: c is the gap at the end
+    coef, _, _, _ = np.linalg.lstsq(X, s, rcond=None)
+    r = s - X @ coef
+    rss = float(r @ r)
+    dof = max(1, len(s) - 2)
+    cov = np.linalg.pinv(X.T @ X) * (rss / dof)
+    return float(coef[0]), float(coef[1]), rss, float(math.sqrt(max(cov[0, 0], 0.0)))
+
+
+def extrapolate(flops, slopes, *, omega: Optional[float] = None, decades: Optional[float] = None,
+                min_points: int = 6) -> Asymptote:
+    """Fit ``s(f) = s_inf + c f^-omega`` to local slopes ``slopes`` at ``flops`` (see the module doc).
+
+    ``decades``: fit only the last ``decades`` decades of compute (default: all points). ``omega``: the
+    correction exponent (e.g. :func:`correction_exponent`); None profiles it over [OMEGA_MIN, OMEGA_MAX].
+    Raises ValueError when fewer than ``min_points`` finite points are available."""
+    f = np.asarray(flops, dtype=np.float64)
+    s = np.asarray(slopes, dtype=np.float64)
+    if f.shape != s.shape or f.ndim != 1:
+        raise ValueError(f"flops and slopes must be 1-d arrays of one length, got {f.shape} and {s.shape}")
+    ok = np.isfinite(f) & np.isfinite(s) & (f > 0)
+    f, s = f[ok], s[ok]
+    order = np.argsort(f)
+    f, s = f[order], s[order]
+    if decades is not None:
+        keep = f >= f[-1] / 10.0 ** decades
+        f, s = f[keep], s[keep]
+    if len(f) < min_points:
+        raise ValueError(f"need at least {min_points} finite local slopes to extrapolate, got {len(f)}")
+    if omega is not None and not (omega > 0):
+        raise ValueError(f"omega must be > 0, got {omega}")
+    lf = np.log(f)
+    grid = np.geomspace(OMEGA_MIN, OMEGA_MAX, 80)
+    if omega is None:
+        band_omegas, source = grid, "profile"
+    else:
+        band_omegas, source = np.geomspace(omega / 2, omega * 2, 25), "theory"
+    fits = [(w, *_fit(lf, s, w)) for w in band_omegas]
+    if omega is None:
+        omega, s_inf, _, _, se = min(fits, key=lambda t: t[3])
+    else:
+        s_inf, _, _, se = _fit(lf, s, omega)
+    rss_min = min(t[3] for t in fits)
+    cut = rss_min * (1.0 + 4.0 / max(1, len(s) - 3)) + 1e-300
+    band = [t[1] for t in fits if t[3] <= cut]
+    spread = 0.5 * (max(band) - min(band)) if band else 0.0
+    half = lf >= 0.5 * (lf[0] + lf[-1])
+    split = 0.0
+    if half.sum() >= 4:
+        split = 0.5 * abs(_fit(lf[half], s[half], omega)[0] - s_inf)
+    err = max(se, spread, split)
+    return Asymptote(s_inf, float(err), float(s[-1]), float(omega), source, (float(f[0]), float(f[-1])), len(f))
