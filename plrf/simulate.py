@@ -48,14 +48,42 @@ class Curve(NamedTuple):
         return float(self.loss[-1])
 
 
-def log_grid(steps: int, num: int = 100) -> np.ndarray:
-    """Unique int64 steps ``0, ..., steps``, log-spaced (every step at the start), ``<= num + 1`` points."""
+def log_grid(steps: int, num: int = 100, *, after=None, num_after: int = 16) -> np.ndarray:
+    """Unique int64 steps ``0, ..., steps``, log-spaced (every step at the start), ``<= num + 1`` points; plus,
+    with ``after`` (a schedule, an optimizer, or a sequence of steps), the steps right after every discontinuity
+    (jump or kink of a schedule: its ``.breakpoints``): at a breakpoint ``b`` (the first step taken with the new
+    rate is ``ceil(b)``) the grid gets ``ceil(b)`` and ``ceil(b) + 1, + 2, ...`` log-spaced up to the next
+    breakpoint (``num_after`` points), so no transient falls between grid points."""
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 2:
         raise ValueError(f"num must be an integer >= 2, got {num!r}")
     g = np.unique(np.round(np.geomspace(1, steps, num)).astype(np.int64))
-    return np.concatenate([[0], g]).astype(np.int64)
+    g = np.concatenate([[0], g]).astype(np.int64)
+    bps = discontinuities(after, steps)
+    if bps.size:
+        ends = np.append(bps[1:], steps)
+        extra = [b + np.round(np.geomspace(1, max(e - b, 1), num_after)).astype(np.int64) for b, e in zip(bps, ends)]
+        g = np.unique(np.concatenate([g, bps, *extra]))
+        g = g[(g >= 0) & (g <= steps)]
+    return g
+
+
+def discontinuities(after, steps: int) -> np.ndarray:
+    """Integer steps in ``(0, steps)`` where a rate first differs after a jump or kink: ``ceil`` of the
+    ``.breakpoints`` of a schedule or of every hyper-parameter of an optimizer (or of a sequence of steps)."""
+    if after is None:
+        return np.zeros(0, dtype=np.int64)
+    if callable(after) and not hasattr(after, "h"):
+        b = getattr(after, "breakpoints", ())
+    elif hasattr(after, "h"):   # an Optimizer
+        from .optimizers import breakpoints
+        b = breakpoints(after)
+    else:
+        b = after
+    b = np.ceil(np.asarray(b, dtype=np.float64).ravel())
+    b = b[np.isfinite(b) & (b > 0) & (b < steps)]
+    return np.unique(b.astype(np.int64))
 
 
 def _check_grid(grid, steps):
@@ -160,7 +188,7 @@ def run(source: Union[Spectrum, Instance], optimizer, *, steps: int, batch: int 
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
         raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
-    grid = _check_grid(log_grid(steps, num) if grid is None else grid, steps)
+    grid = _check_grid(log_grid(steps, num, after=optimizer) if grid is None else grid, steps)
     lr_scales = np.atleast_1d(np.asarray(lr_scales, dtype=np.float64))
     if lr_scales.ndim != 1 or np.any(~np.isfinite(lr_scales)) or np.any(lr_scales <= 0):
         raise ValueError(f"lr_scales must be finite and > 0, got {lr_scales}")

@@ -234,7 +234,7 @@ def sweep(source: Union[Spectrum, Instance], optimizer, *, steps: int, method: s
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     bs, lrs = _batches(batches), _lr_scales(lr_scales)
-    grid = _check_grid(log_grid(steps, num) if grid is None else grid, steps)
+    grid = _check_grid(log_grid(steps, num, after=optimizer) if grid is None else grid, steps)
     if dtype not in (jnp.float64, jnp.float32, np.float64, np.float32):
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
     dtype = jnp.dtype(dtype).type

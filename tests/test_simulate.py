@@ -242,6 +242,26 @@ def test_log_grid():
             plrf.log_grid(10, bad)
 
 
+def test_log_grid_follows_discontinuities():
+    # every step right after a jump or kink is on the default grid: the first step taken with the new rate
+    # (ceil of the breakpoint) and log-spaced steps after it up to the next breakpoint
+    T = 16000
+    step = S.join([S.constant(0.5), S.constant(0.05), S.constant(0.005)], [8000, 12000])
+    g = plrf.log_grid(T, 20, after=step)
+    for b in (8000, 12000):
+        assert {b, b + 1, b + 2, b + 3} <= set(g.tolist())
+    assert g[0] == 0 and g[-1] == T and np.all(np.diff(g) > 0)
+    np.testing.assert_array_equal(plrf.log_grid(T, 20, after=S.constant(0.5)), plrf.log_grid(T, 20))
+    wsd = S.wsd(0.5, 1000, cooldown=0.2)                     # a kink at 800 (the horizon itself adds nothing)
+    assert {800, 801, 802} <= set(plrf.log_grid(1000, 20, after=wsd).tolist())
+    opt = plrf.optimizers.momentum(step, 0.9)                # an optimizer's schedules, and plain step lists
+    np.testing.assert_array_equal(plrf.log_grid(T, 20, after=opt), g)
+    np.testing.assert_array_equal(plrf.log_grid(T, 20, after=[7999.5, 12000]), g)
+    # the engine's default grid is this one: the loss right after the drop is reported
+    c = plrf.expected_loss(make_spectrum([0.2, 1.0], [0.1, 0.3], 0.05), step, steps=T, num=20)
+    assert 8001 in c.steps.tolist() and 12001 in c.steps.tolist()
+
+
 @pytest.mark.parametrize("kw, pattern", [
     (dict(method="sgd"), r"^method must be one of"),
     (dict(batch=0), r"^batch must be an integer"),

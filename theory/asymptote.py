@@ -33,6 +33,7 @@ import numpy as np
 from .phases import component_exponents, exponents
 
 OMEGA_MIN, OMEGA_MAX = 0.01, 2.0
+WEAK_WIDTH = 0.02   # an xi interval wider than this (at 5% loss) is reported as weakly identified
 
 
 def _envelope(terms, x):
@@ -156,3 +157,33 @@ def extrapolate(flops, slopes, *, omega: Optional[float] = None, decades: Option
         split = 0.5 * abs(_fit(lf[half], s[half], omega)[0] - s_inf)
     err = max(se, spread, split)
     return Asymptote(s_inf, float(err), float(s[-1]), float(omega), source, (float(f[0]), float(f[-1])), len(f))
+
+
+def frontier_record(alpha: float, beta: float, local, *, rel_loss: float = 0.05, decades: Optional[float] = None) \
+        -> dict:
+    """The asymptote fields of a compute-optimal measurement (``plrf compute-optimal`` results.json):
+    ``xi_asymptote``, ``xi_asymptote_err``, ``eta_asymptote``, ``eta_asymptote_err`` extrapolated from the local
+    slopes ``local`` (a :class:`theory.frontier.LocalSlopes`, e.g. the smooth parabola-vertex ones), the
+    correction exponent used, ``xi_interval`` (theory, at the largest compute with local slopes, within
+    ``rel_loss`` of the optimal loss; equal ends, the theory's xi, when it is narrower than ``WEAK_WIDTH``), and the boundaries the point lies on (with
+    the phases on each side) when it is within 1e-6 of one. NaN fields when there are too few local slopes."""
+    from .phases import phase_point
+    omega = correction_exponent(alpha, beta)
+    out = {"omega": omega if omega is not None else float("nan"),
+           "omega_source": "theory" if omega is not None else "profile"}
+    fmax = float("nan")
+    for key in ("xi", "eta"):
+        try:
+            a = extrapolate(local.flops, getattr(local, key), omega=omega, decades=decades)
+            out[f"{key}_asymptote"], out[f"{key}_asymptote_err"] = a.value, a.err
+            out["omega"], fmax = a.omega, a.window[1]
+        except ValueError:
+            out[f"{key}_asymptote"] = out[f"{key}_asymptote_err"] = float("nan")
+    iv = xi_interval(alpha, beta, flops=fmax if np.isfinite(fmax) and fmax > 1 else 1e12, rel_loss=rel_loss)
+    sharp = iv.high - iv.low < WEAK_WIDTH
+    out["xi_interval"] = [iv.low, iv.high] if not sharp else [exponents(alpha, beta).xi] * 2
+    out["xi_interval_flops"], out["xi_interval_rel_loss"] = iv.flops, rel_loss
+    out["xi_weakly_identified"] = not sharp
+    pp = phase_point(alpha, beta)
+    out["boundaries"], out["adjacent_phases"] = list(pp.boundaries), list(pp.adjacent)
+    return out

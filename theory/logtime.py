@@ -578,13 +578,14 @@ def solve_logtime(spectrum: Spectrum, optimizer, *, steps: int, batch: int = 1, 
     (``.breakpoints`` used when present, and every time-varying coefficient is scanned for jumps; any
     jnp-traceable closure works). Plain SGD runs the specialised m = 1 interval formulas; every other optimizer
     (weight decay, averaging, momentum, Nesterov, DANA, schedule-free) the frozen per-mode moment map
-    (module docstring). ``grid``: int steps from 0 to ``steps`` (default ``plrf.log_grid(steps, num)``).
+    (module docstring). ``grid``: int steps from 0 to ``steps`` (default ``plrf.log_grid(steps, num,
+    after=optimizer)``: log-spaced plus the steps right after every breakpoint).
     ``rtol``: local tolerance per interval (step doubling). Losses of further read-outs (the average,
     schedule-free's z) are in ``LogCurve.readouts``. Raises ValueError for an unstable optimizer (the checks of
     ``plrf.expected_loss``).
     """
     spectrum, batch, steps = check_spectrum(spectrum), check_batch(batch), check_steps(steps)
-    grid = check_grid(grid, steps, num)
+    grid = check_grid(grid, steps, num, after=optimizer)
     if not (np.isfinite(rtol) and 0 < rtol < 1):
         raise ValueError(f"rtol must be in (0, 1), got {rtol}")
     opt = optimizers.as_optimizer(optimizer)

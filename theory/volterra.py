@@ -71,10 +71,11 @@ def check_steps(steps) -> int:
     return int(steps)
 
 
-def check_grid(grid, steps: int, num: int = 100) -> np.ndarray:
-    """``grid`` (strictly increasing int steps from 0 to ``steps``) or ``plrf.log_grid(steps, num)``."""
+def check_grid(grid, steps: int, num: int = 100, after=None) -> np.ndarray:
+    """``grid`` (strictly increasing int steps from 0 to ``steps``) or ``plrf.log_grid(steps, num, after=after)``
+    (``after``: the schedule or optimizer, whose discontinuities the default grid follows)."""
     if grid is None:
-        return plrf.log_grid(steps, num)
+        return plrf.log_grid(steps, num, after=after)
     g = np.asarray(grid)
     if g.ndim != 1 or g.size < 2 or not np.all(np.isfinite(g)) or np.any(g != np.round(g)):
         raise ValueError("grid must be a 1-d array of at least 2 integer steps")
@@ -213,7 +214,7 @@ def solve_exact(spectrum: Spectrum, optimizer, *, steps: int, batch: int = 1, gr
     ``plrf.expected_loss`` (same recursion); losses of further read-outs (the average, ...) in ``readouts``.
     """
     spectrum, batch, steps = check_spectrum(spectrum), check_batch(batch), check_steps(steps)
-    grid = check_grid(grid, steps, num)
+    grid = check_grid(grid, steps, num, after=optimizer)
     opt = _opt.as_optimizer(optimizer)
     if isinstance(optimizer, _opt.Optimizer):
         check_optimizer(spectrum, opt, batch, grid, allow_unstable=allow_unstable)
