@@ -141,6 +141,9 @@ def hyper(name: str, x, *, lo: float = 0.0, hi: float = math.inf) -> Hyper:
     if isinstance(x, Hyper):
         return x
     if callable(x):
+        unit = getattr(x, "unit", None)   # a named schedule: its scale is traced data, its shape static
+        if unit is not None:
+            return Hyper(np.float64(x.scale), canonical(unit))
         return Hyper(np.float64(1.0), canonical(x))
     if isinstance(x, (bool, np.bool_)) or x is None:
         raise ValueError(f"{name} must be a number, a 1-d array or a schedule, got {x!r}")

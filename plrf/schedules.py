@@ -5,7 +5,10 @@ uses only ``jnp`` operations. The returned closure carries metadata used by the 
 ``.peak`` (largest lr it takes, for stability checks), ``.total`` (horizon or None), ``.breakpoints``
 (steps where the lr jumps or kinks, for adaptive solvers), ``.name`` and ``.config`` (for results files), and
 ``.key`` (the frozen config, or None for compositions with user closures): :func:`canonical` maps equal
-schedules to one object so the engine's compiled programs are reused.
+schedules to one object so the engine's compiled programs are reused; ``.scale`` (the factory's learning-rate
+argument) and ``.unit`` (the same schedule at scale 1, every lr-valued argument divided by the scale; None for
+user closures and joins): an optimizer stores ``scale`` as a traced value and ``unit`` as the static shape, so
+the same schedule at another peak learning rate does not recompile.
 
 With ``u = step / total`` clipped to [0, 1]:
     constant           lr = peak
@@ -82,8 +85,13 @@ def _freeze(x):
     raise TypeError(type(x).__name__)
 
 
-def _tag(fn, name, peak, total, breakpoints=(), *, keyed=True, **config):
+def _tag(fn, name, peak, total, breakpoints=(), *, keyed=True, scale=None, unit=None, **config):
+    """Attach the metadata. ``scale``: the factory's learning-rate argument (default ``peak``); ``unit``: a thunk
+    building the same schedule at ``scale = 1`` (every lr-valued argument divided by ``scale``), or None when the
+    schedule is not a multiple of one (user closures, joins): see :attr:`unit` in the module doc."""
     fn.name, fn.peak, fn.total = name, float(peak), total
+    fn.scale = float(peak if scale is None else scale)
+    fn.unit = None if unit is None else (fn if fn.scale == 1.0 else unit())
     fn.breakpoints = tuple(sorted(float(b) for b in breakpoints))
     fn.config = dict(name=name, peak=float(peak), total=total, **config)
     try:   # the config determines the function: equal keys, equal schedules (see canonical)
@@ -117,7 +125,7 @@ def constant(lr: float) -> Schedule:
 
     def schedule(step):
         return jnp.full(jnp.shape(step), lr, dtype=jnp.float64)
-    return _tag(schedule, "constant", lr, None)
+    return _tag(schedule, "constant", lr, None, unit=lambda: constant(1.0))
 
 
 def cosine(peak: float, total: int, *, floor: float = 0.0, periods: float = 1.0) -> Schedule:
@@ -127,7 +135,8 @@ def cosine(peak: float, total: int, *, floor: float = 0.0, periods: float = 1.0)
 
     def schedule(step):
         return floor + (peak - floor) * 0.5 * (1.0 + jnp.cos(jnp.pi * periods * _u(step, total)))
-    return _tag(schedule, "cosine", peak, total, (total,), floor=floor, periods=periods)
+    return _tag(schedule, "cosine", peak, total, (total,), floor=floor, periods=periods,
+                unit=lambda: cosine(1.0, total, floor=floor / peak, periods=periods))
 
 
 def polynomial(peak: float, total: int, *, power: float = 1.0, end: float = 0.0) -> Schedule:
@@ -136,12 +145,13 @@ def polynomial(peak: float, total: int, *, power: float = 1.0, end: float = 0.0)
 
     def schedule(step):
         return end + (peak - end) * (1.0 - _u(step, total)) ** power
-    return _tag(schedule, "polynomial", peak, total, (total,), power=power, end=end)
+    return _tag(schedule, "polynomial", peak, total, (total,), power=power, end=end,
+                unit=lambda: polynomial(1.0, total, power=power, end=end / peak))
 
 
 def linear(peak: float, total: int, *, end: float = 0.0) -> Schedule:
     s = polynomial(peak, total, power=1.0, end=end)
-    return _tag(s, "linear", s.peak, s.total, s.breakpoints, end=end)
+    return _tag(s, "linear", s.peak, s.total, s.breakpoints, end=end, unit=lambda: linear(1.0, total, end=end / peak))
 
 
 def one_minus_power(peak: float, total: int, *, power: float = 2.0, end: float = 0.0) -> Schedule:
@@ -150,7 +160,8 @@ def one_minus_power(peak: float, total: int, *, power: float = 2.0, end: float =
 
     def schedule(step):
         return end + (peak - end) * (1.0 - _u(step, total) ** power)
-    return _tag(schedule, "one_minus_power", peak, total, (total,), power=power, end=end)
+    return _tag(schedule, "one_minus_power", peak, total, (total,), power=power, end=end,
+                unit=lambda: one_minus_power(1.0, total, power=power, end=end / peak))
 
 
 def exponential(peak: float, *, half_life: float) -> Schedule:
@@ -158,7 +169,8 @@ def exponential(peak: float, *, half_life: float) -> Schedule:
 
     def schedule(step):
         return peak * jnp.exp2(-jnp.asarray(step, dtype=jnp.float64) / half_life)
-    return _tag(schedule, "exponential", peak, None, half_life=half_life)
+    return _tag(schedule, "exponential", peak, None, half_life=half_life,
+                unit=lambda: exponential(1.0, half_life=half_life))
 
 
 def inverse_time(peak: float, *, timescale: float, power: float = 1.0) -> Schedule:
@@ -166,7 +178,8 @@ def inverse_time(peak: float, *, timescale: float, power: float = 1.0) -> Schedu
 
     def schedule(step):
         return peak / (1.0 + jnp.asarray(step, dtype=jnp.float64) / timescale) ** power
-    return _tag(schedule, "inverse_time", peak, None, timescale=timescale, power=power)
+    return _tag(schedule, "inverse_time", peak, None, timescale=timescale, power=power,
+                unit=lambda: inverse_time(1.0, timescale=timescale, power=power))
 
 
 def step_drops(peak: float, total: int, *, fractions: Sequence[float] = (0.8, 0.9),
@@ -187,13 +200,14 @@ def step_drops(peak: float, total: int, *, fractions: Sequence[float] = (0.8, 0.
     def schedule(step):
         idx = jnp.searchsorted(jnp.asarray(bounds), jnp.asarray(step, dtype=jnp.float64), side="right")
         return peak * jnp.asarray(mult)[idx]
-    return _tag(schedule, "step_drops", peak * max(mult), total, bounds, fractions=fractions, factors=factors)
+    return _tag(schedule, "step_drops", peak * max(mult), total, bounds, fractions=fractions, factors=factors,
+                scale=peak, unit=lambda: step_drops(1.0, total, fractions=fractions, factors=factors))
 
 
 def eight_one_one(peak: float, total: int) -> Schedule:
     """Drops to ``1/sqrt(10)`` at 80% and ``1/10`` at 90% of training."""
     s = step_drops(peak, total)
-    return _tag(s, "8-1-1", s.peak, total, s.breakpoints)
+    return _tag(s, "8-1-1", s.peak, total, s.breakpoints, scale=s.scale, unit=lambda: eight_one_one(1.0, total))
 
 
 def wsd(peak: float, total: int, *, cooldown: float = 0.2, shape: str = "linear", end: float = 0.0) -> Schedule:
@@ -214,7 +228,8 @@ def wsd(peak: float, total: int, *, cooldown: float = 0.2, shape: str = "linear"
         else:
             f = 1.0 - jnp.sqrt(up)
         return end + (peak - end) * f
-    return _tag(schedule, f"wsd-{shape}", peak, total, (start, total), cooldown=cooldown, shape=shape, end=end)
+    return _tag(schedule, f"wsd-{shape}", peak, total, (start, total), cooldown=cooldown, shape=shape, end=end,
+                unit=lambda: wsd(1.0, total, cooldown=cooldown, shape=shape, end=end / peak))
 
 
 def warmup(schedule: Schedule, steps: int) -> Schedule:
@@ -225,9 +240,11 @@ def warmup(schedule: Schedule, steps: int) -> Schedule:
         s = jnp.asarray(step, dtype=jnp.float64)
         return schedule(step) * jnp.minimum(1.0, (s + 1.0) / steps)
     bps = (steps,) + tuple(getattr(schedule, "breakpoints", ()))
+    inner_unit = getattr(schedule, "unit", None)
     return _tag(warm, "warmup+" + getattr(schedule, "name", "custom"), getattr(schedule, "peak", np.nan),
                 getattr(schedule, "total", None), bps, keyed=getattr(schedule, "key", None) is not None, warmup=steps,
-                inner=getattr(schedule, "config", None))
+                inner=getattr(schedule, "config", None), scale=getattr(schedule, "scale", None),
+                unit=None if inner_unit is None else (lambda: warmup(inner_unit, steps)))
 
 
 def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:

@@ -334,7 +334,7 @@ def test_equal_schedules_reuse_the_compiled_program(mc_instance):
     sim = importlib.import_module("plrf.simulate")
     spec = mc_instance.spectrum
     lr = 0.3 * plrf.max_stable_lr(spec, 1)
-    kw = dict(steps=40, num=8, method="eigen", key=jax.random.key(1), seeds=2)
+    kw = dict(steps=40, num=8, method="expected")   # the program cache is the same for every method
     first = plrf.simulate(spec, S.warmup(S.cosine(lr, 40, floor=0.1 * lr), 5), **kw)
     size = sim._simulate_jit._cache_size()
     again = plrf.simulate(spec, S.warmup(S.cosine(lr, 40, floor=0.1 * lr), 5), **kw)
@@ -342,6 +342,15 @@ def test_equal_schedules_reuse_the_compiled_program(mc_instance):
     np.testing.assert_array_equal(again.per_seed, first.per_seed)
     plrf.simulate(spec, S.warmup(S.cosine(lr, 40, floor=0.2 * lr), 5), **kw)   # another floor: a new program
     assert sim._simulate_jit._cache_size() == size + 1
+    # another peak of the same shape (floor in proportion): the scale is traced data, the program is reused,
+    # and the numbers are those of the scaled schedule (an independent numpy recursion)
+    half = plrf.simulate(spec, S.warmup(S.cosine(0.5 * lr, 40, floor=0.05 * lr), 5), **kw)
+    assert sim._simulate_jit._cache_size() == size + 1
+    lrs = np.asarray(S.warmup(S.cosine(0.5 * lr, 40, floor=0.05 * lr), 5)(jnp.arange(40)))
+    np.testing.assert_allclose(half.loss, recursion_reference(spec, lrs, 1)[half.steps], rtol=1e-11)
+    c = plrf.simulate(spec, S.constant(0.5 * lr), **kw)
+    plrf.simulate(spec, S.constant(0.25 * lr), **kw)
+    assert sim._simulate_jit._cache_size() == size + 2 and c.loss[-1] > 0
     # arrays are keyed by their contents; user closures and compositions with them are never merged
     a, b = S.from_array(np.full(40, lr)), S.from_array(np.r_[np.full(20, lr), np.full(20, lr / 2)])
     assert a.key != b.key and S.canonical(S.from_array(np.full(40, lr))) is S.canonical(a)
