@@ -129,10 +129,7 @@ def test_same_seed_same_curve(mc_instance, method):
     assert np.abs(many.per_seed[0, -1] / many.per_seed[1, -1] - 1) > 1e-6   # different seeds differ
     other_key = plrf.simulate(src, sched, seeds=[5, 1, 3, 7], **{**kw, "key": jax.random.key(4)})
     assert np.all(np.abs(other_key.per_seed[:, -1] / other.per_seed[:, -1] - 1) > 1e-6)
-    one = plrf.simulate(src, sched, seeds=[5], **kw) if method == "eigen" else None   # the single-run path
-    if one is not None:
-        np.testing.assert_allclose(one.per_seed[0], other.per_seed[0], rtol=1e-12)
-        assert one.stderr.max() == 0 and one.loss[-1] == one.per_seed[0, -1]
+    # (the single-run path, seeds=[5] alone, is checked against a sweep in tests/test_sweep.py)
 
 
 def test_eigen_float32_and_untagged_schedule(mc_instance):
@@ -207,20 +204,28 @@ def test_expected_with_schedule_equals_recursion(mc_instance, sched, B):
 
 
 def test_lr_scales_are_independent_runs(mc_instance):
+    # expected: each lr scale equals the independent numpy recursion of the scaled schedule (per-step and the
+    # blocked constant-lr path)
     spec = mc_instance.spectrum
     top = plrf.max_stable_lr(spec)
     sched = S.wsd(top, 400, cooldown=0.3)
     scales = [0.5, 0.9]
     grid, P, div = run(spec, sched, steps=400, lr_scales=scales, num=20)
     assert P.shape == (2, 1, len(grid)) and div.shape == (2, 1)
+    lrs = np.asarray(sched(jnp.arange(400)))
     for i, s in enumerate(scales):
-        one = plrf.expected_loss(spec, S.wsd(s * top, 400, cooldown=0.3), steps=400, num=20)
-        np.testing.assert_allclose(P[i, 0], one.loss, rtol=1e-12)
+        np.testing.assert_allclose(P[i, 0], recursion_reference(spec, s * lrs, 1)[grid], rtol=1e-11)
     grid, P, div = run(spec, S.constant(top), steps=400, batch=3, lr_scales=scales, num=20)   # blocked path
     for i, s in enumerate(scales):
-        one = plrf.expected_loss(spec, S.constant(s * top), steps=400, batch=3, num=20)
-        np.testing.assert_allclose(P[i, 0], one.loss, rtol=1e-12)
-    grid, P, div = run(spec, sched, steps=400, lr_scales=scales, num=20, method="eigen", key=jax.random.key(0),
+        np.testing.assert_allclose(P[i, 0], recursion_reference(spec, np.full(400, s * top), 3)[grid], rtol=1e-11)
+
+
+@pytest.mark.slow   # two eigen programs (~15 s of compiles); sweeps check the same property by default
+def test_lr_scales_are_independent_eigen_runs(mc_instance):
+    spec = mc_instance.spectrum
+    top = plrf.max_stable_lr(spec)
+    sched = S.wsd(top, 400, cooldown=0.3)
+    grid, P, div = run(spec, sched, steps=400, lr_scales=[0.5, 0.9], num=20, method="eigen", key=jax.random.key(0),
                        seeds=2)
     one = plrf.simulate(spec, S.wsd(0.5 * top, 400, cooldown=0.3), steps=400, num=20, key=jax.random.key(0), seeds=2)
     np.testing.assert_allclose(P[0], one.per_seed, rtol=1e-12)

@@ -184,14 +184,22 @@ def test_seed_curve_independent_of_the_rest_of_the_sweep(small):
     assert np.array_equal(P[0, 0], one.loss[0, 0, 0])                 # ... and the program of plrf.simulate
 
 
-def test_sweep_features_and_labels(small):
+@pytest.mark.slow   # two features programs (~15 s of compiles)
+def test_sweep_features_equals_run(small):
     p, inst = small
     sch = schedules.constant(0.4 * plrf.max_stable_lr(inst.spectrum, 1))
     res = sweep(inst, sch, steps=40, method="features", key=jax.random.key(2), seeds=2, num=6, quiet=True)
     _, P, _ = run(inst, sch, steps=40, method="features", key=jax.random.key(2), seeds=2, num=6)
     np.testing.assert_allclose(res.loss[0], P, rtol=1e-12)   # same simulator, different vmap width
-    lab = res.results().sel(batch=1, lr_scale=1.0)
-    assert lab.loss.shape == (2, res.steps.size) and np.array_equal(lab.sel(seed=1).loss, res.loss[0, 0, 1])
+
+
+def test_sweep_labels(small):
+    p, inst = small
+    sch = schedules.constant(0.4 * plrf.max_stable_lr(inst.spectrum, 1))
+    res = sweep(inst.spectrum, sch, steps=80, method="eigen", key=jax.random.key(9), seeds=[0, 1, 2, 3],
+                lr_scales=(1.0, 0.5), num=10, quiet=True)     # the program of the test above
+    lab = res.results().sel(batch=1, lr_scale=0.5)
+    assert lab.loss.shape == (4, res.steps.size) and np.array_equal(lab.sel(seed=2).loss, res.loss[0, 1, 2])
 
 
 def test_sweep_validation(small):
