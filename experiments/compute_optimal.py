@@ -45,9 +45,12 @@ def config_of(args) -> dict:
 
 
 def fit_record(m) -> dict:
-    """The numbers of a FrontierMeasurement, as stored in results.json."""
+    """The numbers of a FrontierMeasurement, as stored in results.json: the two fits, the local slopes, and the
+    extrapolated asymptotes with the weakly identified xi interval and the boundaries
+    (:func:`theory.asymptote.frontier_record`, from the smooth parabola-vertex local slopes)."""
+    from theory.asymptote import frontier_record
     f1, f2 = m.fit, m.fit2
-    return dict(alpha=m.alpha, beta=m.beta, phase=m.phase, xi_theory=m.xi_theory, eta_theory=m.eta_theory,
+    return dict(**frontier_record(m.alpha, m.beta, f2.local),alpha=m.alpha, beta=m.beta, phase=m.phase, xi_theory=m.xi_theory, eta_theory=m.eta_theory,
                 xi_measured=f1.xi, xi_err=f1.xi_err, eta_measured=f1.eta, eta_err=f1.eta_err,
                 xi_parabola=f2.xi, xi_parabola_err=f2.xi_err, eta_parabola=f2.eta, eta_parabola_err=f2.eta_err,
                 flop_window=list(f1.window), edge_limited=bool(f1.edge_limited),
@@ -205,6 +208,8 @@ SIM_MARKERS = "osD^vP"
 def plot(m, sims, path):
     import matplotlib as mpl
 
+    from theory.asymptote import correction_exponent, extrapolate
+
     from .plotting import new_figure, save
     fig, axes = new_figure(2, 2, width=5.8, height=5.0)
     ax = axes[0, 0]
@@ -260,6 +265,12 @@ def plot(m, sims, path):
                 continue  # the staircase argmin has no useful local slope
             ax.plot(fit.local.flops, getattr(fit.local, key), st, lw=1.3, label=name)
         ax.axhline(th, color="b", ls="--", lw=1.2, label=f"theory {th:.3f}")
+        try:   # the extrapolated asymptote (theory.asymptote, the numbers of results.json), right of the data
+            a = extrapolate(m.fit2.local.flops, getattr(m.fit2.local, key), omega=correction_exponent(m.alpha, m.beta))
+            ax.errorbar([a.window[1] * 3.0], [a.value], yerr=[a.err], fmt="D", color="m", ms=5, capsize=3,
+                        label=rf"extrapolated {a.value:.3f} $\pm$ {a.err:.3f} ($\omega$={a.omega:.2f}, {a.omega_source})")
+        except ValueError:
+            pass
         if np.size(m.fit2.local.flops) or np.size(m.fit.local.flops):
             ax.set_xscale("log")
         else:   # a narrow ladder: no window of local slopes (say so instead of an empty log axis)

@@ -130,7 +130,8 @@ def dataset(records):
     from plrf.store import records_dataset
     ds = records_dataset(records, "record", dims={"local_flops": "local", "local_xi": "local",
                                                   "local_eta": "local", "local1_flops": "local1",
-                                                  "local1_eta": "local1", "flop_window": "window_end"})
+                                                  "local1_eta": "local1", "flop_window": "window_end",
+                                                  "xi_interval": "interval_end"})
     return ds.rename({k: f"record_{k}" for k in ("alpha", "beta") if k in ds})
 
 
@@ -149,12 +150,25 @@ def replot(out_dir):
 
 
 def table(records) -> str:
-    rows = [f"{'point':>7} {'alpha':>5} {'beta':>5} {'phase':>6} | {'xi th':>6} {'xi meas':>13} {'xi loc':>6} | "
-            f"{'eta th':>6} {'eta meas':>13} {'eta loc':>7}"]
+    """Theory, envelope fit, last local slope and extrapolated asymptote (theory.asymptote) per point; notes mark
+    boundary points (with the phases on both sides) and weakly identified xi (the interval within 5% of the
+    optimal loss at the largest compute)."""
+    def asym(r, k):
+        v, e = r.get(f"{k}_asymptote", float("nan")), r.get(f"{k}_asymptote_err", float("nan"))
+        return f"{v:6.3f}±{e:5.3f}" if np.isfinite(v) else f"{'n/a':>12}"
+    rows = [f"{'point':>7} {'alpha':>5} {'beta':>5} {'phase':>6} | {'xi th':>6} {'xi meas':>13} {'xi loc':>6} "
+            f"{'xi asym':>12} | {'eta th':>6} {'eta meas':>13} {'eta loc':>7} {'eta asym':>12} | note"]
     for r in records:
+        note = []
+        if r.get("boundaries"):
+            note.append(f"on {r['boundaries']} ({r['adjacent_phases']})")
+        if r.get("xi_weakly_identified"):
+            lo, hi = r["xi_interval"]
+            note.append(f"xi weakly identified: [{lo:.3f}, {hi:.3f}] within 5% loss")
         rows.append(f"{r['label']:>7} {r['alpha']:5.2f} {r['beta']:5.2f} {r['phase']:>6} | {r['xi_theory']:6.3f} "
-                    f"{r['xi_measured']:6.3f}±{r['xi_err']:5.3f} {r['xi_local_last']:6.3f} | {r['eta_theory']:6.3f} "
-                    f"{r['eta_measured']:6.3f}±{r['eta_err']:5.3f} {r['eta_local_last']:7.3f}")
+                    f"{r['xi_measured']:6.3f}±{r['xi_err']:5.3f} {r['xi_local_last']:6.3f} {asym(r, 'xi')} | "
+                    f"{r['eta_theory']:6.3f} {r['eta_measured']:6.3f}±{r['eta_err']:5.3f} {r['eta_local_last']:7.3f} "
+                    f"{asym(r, 'eta')} | {'; '.join(note)}")
     return "\n".join(rows)
 
 

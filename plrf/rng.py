@@ -189,6 +189,6 @@ def normal(pkey, steps, n: int, stream: int = 0) -> jax.Array:
         z = z.at[jnp.where(valid, idx, N)].set(val, mode="drop")
         return c + 1, z
 
-    c, z = fix((jnp.int32(0), z))   # one pass covers ~all cases; more only if the slow draws overflow cap
-    _, z = jax.lax.while_loop(lambda cz: cz[0] * cap < nslow, fix, (c, z))
+    # one pass covers ~all cases; more only if the slow draws overflow cap (the body is traced once)
+    _, z = jax.lax.while_loop(lambda cz: cz[0] * cap < nslow, fix, (jnp.int32(0), z))
     return z.reshape(shape + (n,))

@@ -14,8 +14,12 @@ least residual). The error combines, as the larger of them, (i) the standard err
 residuals, (ii) the spread of ``s_inf`` over the omegas whose residual sum of squares is within the profile's
 2-sigma band (``RSS <= RSS_min (1 + 4 / (n - 3))``; the whole range when omega is profiled, else omega/2 .. 2
 omega: the theory gives the leading correction only), and (iii) half the change of ``s_inf`` when only the
-upper half of the window is fitted (drift the model does not capture). Grid points of local slopes are
-correlated (overlapping windows), so (i) alone would be optimistic; (ii) and (iii) are systematic.
+upper half of the window is fitted (drift the model does not capture), (iv) half the range of ``s_inf`` over
+fits of the last 3, 4.5 and 6 decades, and (v) ``CORRECTION_TRUST = 1/2`` of the extrapolated correction
+``|s_inf - s(f_max)|``: a non-monotone approach (two corrections of opposite sign, ladder wiggles) or a small
+omega can carry a one-power model far from the data, so the step beyond the last local slope is never trusted to
+better than half its size. Grid points of local slopes are correlated (overlapping windows), so (i) alone would
+be optimistic; (ii)-(v) are systematic.
 
 Weak identification (:func:`xi_interval`). At compute f, a size ``d = f^x`` costs a loss factor
 ``f^(eta - E(x))`` with ``E(x) = min_i (p_i x + q_i (1 - x))`` (concave, piecewise linear). The values of x whose
@@ -33,6 +37,7 @@ import numpy as np
 from .phases import component_exponents, exponents
 
 OMEGA_MIN, OMEGA_MAX = 0.01, 2.0
+CORRECTION_TRUST = 0.5  # the extrapolated correction s_inf - (last slope) is trusted to this fraction
 WEAK_WIDTH = 0.02   # an xi interval wider than this (at 5% loss) is reported as weakly identified
 
 
@@ -155,7 +160,11 @@ def extrapolate(flops, slopes, *, omega: Optional[float] = None, decades: Option
     split = 0.0
     if half.sum() >= 4:
         split = 0.5 * abs(_fit(lf[half], s[half], omega)[0] - s_inf)
-    err = max(se, spread, split)
+    # windows of the last 3, 4.5, 6 decades: the model holds only asymptotically
+    ests = [s_inf] + [_fit(lf[lf >= lf[-1] - dec * math.log(10)], s[lf >= lf[-1] - dec * math.log(10)], omega)[0]
+                      for dec in (3.0, 4.5, 6.0) if np.sum(lf >= lf[-1] - dec * math.log(10)) >= min_points]
+    windows = 0.5 * (max(ests) - min(ests))
+    err = max(se, spread, split, windows, CORRECTION_TRUST * abs(s_inf - s[-1]))
     return Asymptote(s_inf, float(err), float(s[-1]), float(omega), source, (float(f[0]), float(f[-1])), len(f))
 
 
@@ -166,7 +175,7 @@ def frontier_record(alpha: float, beta: float, local, *, rel_loss: float = 0.05,
     slopes ``local`` (a :class:`theory.frontier.LocalSlopes`, e.g. the smooth parabola-vertex ones), the
     correction exponent used, ``xi_interval`` (theory, at the largest compute with local slopes, within
     ``rel_loss`` of the optimal loss; equal ends, the theory's xi, when it is narrower than ``WEAK_WIDTH``), and the boundaries the point lies on (with
-    the phases on each side) when it is within 1e-6 of one. NaN fields when there are too few local slopes."""
+    the phases on each side; comma-separated strings, empty when none) when it is within 1e-6 of one. NaN fields when there are too few local slopes."""
     from .phases import phase_point
     omega = correction_exponent(alpha, beta)
     out = {"omega": omega if omega is not None else float("nan"),
@@ -185,5 +194,5 @@ def frontier_record(alpha: float, beta: float, local, *, rel_loss: float = 0.05,
     out["xi_interval_flops"], out["xi_interval_rel_loss"] = iv.flops, rel_loss
     out["xi_weakly_identified"] = not sharp
     pp = phase_point(alpha, beta)
-    out["boundaries"], out["adjacent_phases"] = list(pp.boundaries), list(pp.adjacent)
+    out["boundaries"], out["adjacent_phases"] = ",".join(pp.boundaries), ",".join(pp.adjacent)
     return out
