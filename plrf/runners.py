@@ -266,14 +266,21 @@ def eigen(lam, cstar, P_star, key, opt, grid, batch, dtype, rng="plrf", width=1)
     m = rng_block(batch, d, width)
 
     def advance(s, r0, r1):
-        nb = (r1 - r0) // m
+        # ceil((r1 - r0) / m) blocks; the draws of a block come from one call site (the generator is the
+        # costly part of the compiled program), a last partial block skips the steps past r1
+        nb = (r1 - r0 + m - 1) // m
+
+        def full(s, zs, rs):
+            return jax.lax.scan(lambda s, zr: (update(s, *zr), None), s, (zs, rs))[0]
+
+        def partial(s, zs, rs):
+            return jax.lax.scan(lambda s, zr: (jax.lax.cond(zr[1] < r1, lambda s: update(s, *zr), lambda s: s, s),
+                                               None), s, (zs, rs))[0]
 
         def blk(i, s):
             rs = r0 + i * m + jnp.arange(m)
-            zs = draw(rs)
-            return jax.lax.scan(lambda s, zr: (update(s, *zr), None), s, (zs, rs))[0]
-        s = jax.lax.fori_loop(0, nb, blk, s)
-        return jax.lax.fori_loop(r0 + nb * m, r1, lambda r, s: step(s, r), s)
+            return jax.lax.cond(rs[-1] < r1, full, partial, s, draw(rs), rs)
+        return jax.lax.fori_loop(0, nb, blk, s)
 
     def loss(s):
         return jnp.stack([P_star + jnp.sum(lam * _dot(sys0.c_out[k], s, dtype) ** 2).astype(jnp.float64)
