@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from . import options as opt
+from .optim_options import add_optimizer_arguments
 
 DEFAULT_OUT = "runs/compute-optimal"
 
@@ -34,23 +35,25 @@ def add_arguments(p):
     p.add_argument("--sim-flops", type=opt.positive_float, default=3e7, help="compute budget of each simulation")
     p.add_argument("--seed", type=opt.int_at_least(0), default=0, help="base seed of the simulations")
     p.add_argument("--overwrite", action="store_true", help="discard results stored in OUT with other settings")
+    add_optimizer_arguments(p)
     opt.add_common(p, DEFAULT_OUT)
 
 
 def config_of(args) -> dict:
-    return dict(command="compute-optimal", alpha=args.alpha, beta=args.beta, d_min=args.d_min, d_max=args.d_max,
+    from .optim_options import config_entries
+    return dict(**config_entries(args), command="compute-optimal", alpha=args.alpha, beta=args.beta, d_min=args.d_min, d_max=args.d_max,
                 per_octave=args.per_octave, flops_max=args.flops_max, batch=args.batch, c=args.c,
                 ratio=args.ratio, sim_d=list(args.sim_d), sim_seeds=args.sim_seeds, sim_flops=args.sim_flops,
                 seed=args.seed)
 
 
-def fit_record(m) -> dict:
+def fit_record(m, optimizer: str = "sgd") -> dict:
     """The numbers of a FrontierMeasurement, as stored in results.json: the two fits, the local slopes, and the
     extrapolated asymptotes with the weakly identified xi interval and the boundaries
     (:func:`theory.asymptote.frontier_record`, from the smooth parabola-vertex local slopes)."""
     from theory.asymptote import frontier_record
     f1, f2 = m.fit, m.fit2
-    return dict(**frontier_record(m.alpha, m.beta, f2.local),alpha=m.alpha, beta=m.beta, phase=m.phase, xi_theory=m.xi_theory, eta_theory=m.eta_theory,
+    return dict(**frontier_record(m.alpha, m.beta, f2.local, sgd=optimizer == "sgd"), optimizer=optimizer,alpha=m.alpha, beta=m.beta, phase=m.phase, xi_theory=m.xi_theory, eta_theory=m.eta_theory,
                 xi_measured=f1.xi, xi_err=f1.xi_err, eta_measured=f1.eta, eta_err=f1.eta_err,
                 xi_parabola=f2.xi, xi_parabola_err=f2.xi_err, eta_parabola=f2.eta, eta_parabola_err=f2.eta_err,
                 flop_window=list(f1.window), edge_limited=bool(f1.edge_limited),
@@ -65,8 +68,10 @@ def _last(x):
     return float(x[-1]) if x.size else float("nan")
 
 
-def simulate_small(alpha, beta, ds, *, seeds, flops, batch, c, ratio, seed, devices=None, quiet=True):
-    """eigen SGD on sampled W (v = ratio*d... or 4d) for the small d, at the ladder's learning rate."""
+def simulate_small(alpha, beta, ds, *, seeds, flops, batch, c, ratio, seed, devices=None, quiet=True,
+                   optimizer_fn=None):
+    """eigen SGD on sampled W (v = ratio*d... or 4d) for the small d, at the ladder's learning rate (or the
+    optimizer ``optimizer_fn(spectrum, lr, d)``, as on the ladder)."""
     import jax
 
     import plrf
@@ -79,7 +84,8 @@ def simulate_small(alpha, beta, ds, *, seeds, flops, batch, c, ratio, seed, devi
         spec = plrf.sample_spectrum(problem, key=jax.random.fold_in(jax.random.fold_in(key, 0), d))
         lr = ladder_lr(alpha, d, c=c, ratio=ratio)
         steps = max(2, int(flops // (d * batch)))
-        res = sweep(spec, plrf.schedules.constant(lr), steps=steps, method="eigen", batches=(batch,),
+        optimizer = plrf.schedules.constant(lr) if optimizer_fn is None else optimizer_fn(spec, lr, int(d))
+        res = sweep(spec, optimizer, steps=steps, method="eigen", batches=(batch,),
                     key=jax.random.fold_in(jax.random.fold_in(key, 1), d), seeds=seeds, num=40, devices=devices,
                     quiet=quiet, desc=f"sim d={d}")
         L = res.loss[0, 0]
@@ -112,6 +118,8 @@ def _validate(args):
     from . import budget
     check_ladder(alpha=args.alpha, beta=args.beta, d_min=args.d_min, d_max=args.d_max, flops_max=args.flops_max,
                  batch=args.batch, ratio=args.ratio)
+    from .optim_options import check_args
+    check_args(args)
     ds = geometric_ladder(args.d_min, args.d_max, args.per_octave)
     budget.check(budget.ladder(ds, flops_max=args.flops_max, sims=args.sim_d, sim_seeds=args.sim_seeds,
                                sim_flops=args.sim_flops, batch=args.batch), args,
@@ -133,14 +141,16 @@ def _run(args, config, out, t0, ds):
     from plrf.progress import Progress
     from theory.ladder import measure_frontier
 
+    from .optim_options import ladder_optimizer_fn
     store = out.cells()
+    fn = ladder_optimizer_fn(args, args.alpha, args.beta)
     with Progress(len(ds), desc="compute-optimal ladder", unit="d", quiet=args.quiet) as bar:
         m = measure_frontier(args.alpha, args.beta, ds, flops_max=args.flops_max, batch=args.batch, c=args.c,
-                             ratio=args.ratio, store=store, progress=bar)
+                             ratio=args.ratio, store=store, progress=bar, optimizer_fn=fn)
     sims = simulate_small(args.alpha, args.beta, args.sim_d, seeds=args.sim_seeds, flops=args.sim_flops,
                           batch=args.batch, c=args.c, ratio=args.ratio, seed=args.seed, devices=args.devices,
-                          quiet=args.quiet) if args.sim_d else []
-    rec = fit_record(m)
+                          quiet=args.quiet, optimizer_fn=fn) if args.sim_d else []
+    rec = fit_record(m, config.get("optimizer", "sgd"))
     results = dict(**rec, ladder=[int(d) for d in ds],
                    envelope_flops=m.fit.flops, envelope_loss=m.fit.envelope, argmin_d=m.fit.argmin_d,
                    in_window=m.fit.in_window, parabola_flops=m.fit2.flops, parabola_d=m.fit2.argmin_d,
@@ -148,7 +158,7 @@ def _run(args, config, out, t0, ds):
                    curves=[dict(d=c.d, lr=c.lr, P_star=c.P_star, v=c.v, flops=c.flops, loss=c.loss) for c in m.curves],
                    simulations=sims)
     out.save(results, dataset(m, sims), wall_time=time.time() - t0)
-    plot(m, sims, out.file("compute_optimal.png"))
+    plot(m, sims, out.file("compute_optimal.png"), optimizer=rec["optimizer"])
     if not args.quiet:
         print(f"plrf compute-optimal: phase {m.phase}: xi = {m.fit.xi:.3f} ± {m.fit.xi_err:.3f} (theory "
               f"{m.xi_theory:.3f}), eta = {m.fit.eta:.3f} ± {m.fit.eta_err:.3f} (theory {m.eta_theory:.3f}); "
@@ -198,20 +208,21 @@ def replot(out_dir):
            eta_theory=r["eta_theory"], curves=curves, fit=fit, fit2=fit2)
     sims = [dict(s, flops=A(s["flops"]), loss_mean=A(s["loss_mean"]), loss_stderr=A(s["loss_stderr"]))
             for s in r.get("simulations", [])]
-    plot(m, sims, os.path.join(out_dir, "compute_optimal.png"))
+    plot(m, sims, os.path.join(out_dir, "compute_optimal.png"), optimizer=r.get("optimizer", "sgd"))
     return ["compute_optimal.png"]
 
 
 SIM_MARKERS = "osD^vP"
 
 
-def plot(m, sims, path):
+def plot(m, sims, path, optimizer="sgd"):
     import matplotlib as mpl
 
     from theory.asymptote import correction_exponent, extrapolate
 
     from .plotting import new_figure, save
     fig, axes = new_figure(2, 2, width=5.8, height=5.0)
+    th_name = "theory" if optimizer == "sgd" else "SGD theory"
     ax = axes[0, 0]
     cmap = mpl.colormaps["viridis"]
     ds = np.array([c.d for c in m.curves], dtype=float)
@@ -230,13 +241,15 @@ def plot(m, sims, path):
         ax.plot(fw, 0.4 * ref * (fw / fm) ** (-f1.eta), "r--", lw=1.4,
                 label=rf"fit $\eta$={f1.eta:.3f} (offset $\times 0.4$)", zorder=5)
         ax.plot(fw, 2.5 * ref * (fw / fm) ** (-m.eta_theory), "b:", lw=1.6,
-                label=rf"theory $\eta$={m.eta_theory:.3f} (offset $\times 2.5$)", zorder=5)
+                label=rf"{th_name} $\eta$={m.eta_theory:.3f} (offset $\times 2.5$)", zorder=5)
     for i, s in enumerate(sims):
         ax.errorbar(s["flops"][::3], s["loss_mean"][::3], yerr=s["loss_stderr"][::3],
                     fmt=SIM_MARKERS[i % len(SIM_MARKERS)], ms=5, color=cmap(norm(s["d"])), mec="w", mew=0.6,
-                    elinewidth=0.8, zorder=6, label=f"eigen SGD d={s['d']} (mean ± s.e.; colour = d)")
+                    elinewidth=0.8, zorder=6,
+                    label=f"eigen {'SGD' if optimizer == 'sgd' else optimizer} d={s['d']} (mean ± s.e.; colour = d)")
     ax.set(xscale="log", yscale="log", xlabel="compute $f = d\\,B\\,r$", ylabel="loss $P$",
-           title=rf"{m.phase}: $\alpha$={m.alpha}, $\beta$={m.beta}: loss vs compute over a $d$ ladder")
+           title=rf"{m.phase}: $\alpha$={m.alpha}, $\beta$={m.beta}: loss vs compute over a $d$ ladder"
+                 + ("" if optimizer == "sgd" else f", {optimizer}"))
     ax.title.set_fontsize(10)
     fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="$d$ (theory curves)")
     ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
@@ -249,7 +262,7 @@ def plot(m, sims, path):
         fgm = np.exp(np.mean(np.log(fw)))
         ax.plot(fw, 0.4 * dm * (fw / fgm) ** f1.xi, "r--", label=rf"fit $\xi$={f1.xi:.3f} (offset $\times 0.4$)")
         ax.plot(fw, 2.5 * dm * (fw / fgm) ** m.xi_theory, "b:", lw=1.6,
-                label=rf"theory $\xi$={m.xi_theory:.3f} (offset $\times 2.5$)")
+                label=rf"{th_name} $\xi$={m.xi_theory:.3f} (offset $\times 2.5$)")
         ax.axvspan(fw[0], fw[-1], color="orange", alpha=0.08, label="fit window")
     ax.set(xscale="log", yscale="log", xlabel="compute $f$", ylabel="compute-optimal $d^*$",
            title=r"compute-optimal model size $d^*(f)$")
@@ -264,9 +277,10 @@ def plot(m, sims, path):
             if key == "xi" and fit is m.fit:
                 continue  # the staircase argmin has no useful local slope
             ax.plot(fit.local.flops, getattr(fit.local, key), st, lw=1.3, label=name)
-        ax.axhline(th, color="b", ls="--", lw=1.2, label=f"theory {th:.3f}")
+        ax.axhline(th, color="b", ls="--", lw=1.2, label=f"{th_name} {th:.3f}")
         try:   # the extrapolated asymptote (theory.asymptote, the numbers of results.json), right of the data
-            a = extrapolate(m.fit2.local.flops, getattr(m.fit2.local, key), omega=correction_exponent(m.alpha, m.beta))
+            a = extrapolate(m.fit2.local.flops, getattr(m.fit2.local, key),
+                            omega=correction_exponent(m.alpha, m.beta) if optimizer == "sgd" else None)
             ax.errorbar([a.window[1] * 3.0], [a.value], yerr=[a.err], fmt="D", color="m", ms=5, capsize=3,
                         label=rf"extrapolated {a.value:.3f} $\pm$ {a.err:.3f} ($\omega$={a.omega:.2f}, {a.omega_source})")
         except ValueError:

@@ -59,6 +59,14 @@ def default_lr_factor(args) -> float:
     return 1.0
 
 
+def effective_lr(args, lr: float) -> float:
+    """The plain-SGD learning rate comparable to ``lr`` of ``args.optimizer``: ``lr / (1 - mu)`` for heavy ball and
+    Nesterov (their steady-state step), ``lr`` (g2) otherwise."""
+    if getattr(args, "optimizer", "sgd") in ("momentum", "nesterov"):
+        return lr / (1.0 - args.momentum)
+    return lr
+
+
 def build_optimizer(args, schedule, *, trace: float, d: int, alpha: float, beta: float):
     """The optimizer chosen by ``args`` with learning-rate schedule ``schedule`` (plrf.schedules closure)."""
     from plrf import optimizers as O
@@ -86,3 +94,47 @@ def build_optimizer(args, schedule, *, trace: float, d: int, alpha: float, beta:
         g3 = args.dana_g3 if args.dana_g3 is not None else dd["g3_constant"]
         return O.dana_constant(schedule, g3, delta=delta, weight_decay=wd, ema=ema)
     raise ValueError(f"--optimizer must be one of {OPTIMIZERS}, got {name!r}")
+
+
+def plain_sgd(args) -> bool:
+    """No optimizer options beyond SGD's (the commands then keep their SGD configuration and fast paths)."""
+    return getattr(args, "optimizer", "sgd") == "sgd" and not getattr(args, "weight_decay", 0.0) \
+        and getattr(args, "ema", None) is None
+
+
+def config_entries(args) -> dict:
+    """The optimizer options as configuration entries (empty for plain SGD: its runs keep their configuration)."""
+    if plain_sgd(args):
+        return {}
+    return dict(optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay, ema=args.ema,
+                dana_g3=args.dana_g3, dana_delta=args.dana_delta, dana_kappa=args.dana_kappa)
+
+
+def check_args(args) -> None:
+    """Option combinations refused before any work."""
+    if getattr(args, "optimizer", "sgd") == "schedule-free" and (args.weight_decay or args.ema is not None):
+        raise ValueError("--optimizer schedule-free takes neither --weight-decay nor --ema (it averages itself)")
+    if getattr(args, "optimizer", "sgd") == "schedule-free" and args.momentum <= 0:
+        raise ValueError("--momentum (schedule-free's beta) must be in (0, 1] for --optimizer schedule-free")
+
+
+def ladder_optimizer_fn(args, alpha: float, beta: float):
+    """For a d ladder (theory.ladder.ladder_curve's ``optimizer_fn(spectrum, lr, d)``, ``lr`` the SGD ladder lr):
+    None for plain SGD; momentum and Nesterov at ``lr (1 - mu)`` (the same effective step), schedule-free at
+    ``lr``, DANA at the authors' values on each rung's spectrum (plrf.optimizers.dana_defaults: g2 = 0.25/tr K,
+    ...); --weight-decay and --ema as given."""
+    if plain_sgd(args):
+        return None
+    import numpy as np
+
+    from plrf import optimizers as O
+    from plrf.schedules import constant
+
+    def fn(spectrum, lr, d):
+        trace = float(np.sum(np.asarray(spectrum.n) * np.asarray(spectrum.lam)))
+        if args.optimizer.startswith("dana"):
+            lr = O.dana_defaults(trace, d, alpha, beta)["g2"]
+        else:
+            lr = lr * default_lr_factor(args)
+        return build_optimizer(args, constant(lr), trace=trace, d=d, alpha=alpha, beta=beta)
+    return fn

@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from . import options as opt
+from .optim_options import add_optimizer_arguments
 
 DEFAULT_OUT = "runs/phase-diagram"
 
@@ -44,6 +45,7 @@ def add_arguments(p):
     p.add_argument("--c", type=opt.positive_float, default=0.5, help="lr = c / sum_{j<=v} j^{-2 alpha}")
     p.add_argument("--ratio", type=opt.positive_float, default=4.0, help="v/d when 2 alpha < 1 (> 1)")
     p.add_argument("--overwrite", action="store_true", help="discard results stored in OUT with other settings")
+    add_optimizer_arguments(p)
     opt.add_common(p, DEFAULT_OUT)
 
 
@@ -85,6 +87,9 @@ def run(args):
                betas=[float(b) for b in (args.betas or pre["betas"])], no_named=bool(args.no_named),
                d_min=pre["d_min"], d_max=int(args.d_max or pre["d_max"]), per_octave=pre["per_octave"],
                flops_max=float(args.flops_max or pre["flops_max"]), c=args.c, ratio=args.ratio, batch=1)
+    from .optim_options import check_args, config_entries
+    check_args(args)
+    cfg.update(config_entries(args))
     ds, pts = _validate(args, cfg)
     with prepare_out(args.out, cfg, overwrite=args.overwrite) as out:   # before any work; locks OUT
         return _run(args, cfg, out, t0, ds, pts)
@@ -95,19 +100,35 @@ def _run(args, cfg, out, t0, ds, pts):
     from theory.ladder import measure_frontier
 
     from .compute_optimal import fit_record
+    from .optim_options import ladder_optimizer_fn, plain_sgd
 
+    name = "sgd" if plain_sgd(args) else args.optimizer
     store = out.cells()
     records, failed = [], []
-    with Progress(len(pts) * len(ds), desc="phase diagram", unit="curves", quiet=args.quiet) as bar:
+    with Progress(len(pts) * len(ds) * (1 if name == "sgd" else 2), desc="phase diagram", unit="curves",
+                  quiet=args.quiet) as bar:
         for label, a, b in pts:
             try:
-                m = measure_frontier(a, b, ds, flops_max=cfg["flops_max"], c=cfg["c"], ratio=cfg["ratio"],
-                                     store=store, progress=bar)
+                kw = dict(flops_max=cfg["flops_max"], c=cfg["c"], ratio=cfg["ratio"], store=store, progress=bar)
+                if name == "sgd":
+                    m = measure_frontier(a, b, ds, **kw)
+                else:   # the optimizer and SGD on the same ladder (cells tagged by optimizer)
+                    m = measure_frontier(a, b, ds, tag=name, optimizer_fn=ladder_optimizer_fn(args, a, b), **kw)
+                    m_sgd = measure_frontier(a, b, ds, tag="sgd", **kw)
             except (ValueError, RuntimeError, FloatingPointError) as err:  # keep the rest of the diagram
                 warnings.warn(f"phase-diagram point ({a}, {b}) failed: {err}")
                 failed.append(dict(label=label, alpha=a, beta=b, error=str(err)))
                 continue
-            rec = fit_record(m)
+            rec = fit_record(m, name)
+            if name != "sgd":
+                sgd = fit_record(m_sgd)
+                for k in ("xi_measured", "xi_err", "eta_measured", "eta_err", "xi_local_last", "eta_local_last",
+                          "eta_asymptote", "eta_asymptote_err"):
+                    rec[f"sgd_{k}"] = sgd[k]
+                rec["eta_gain"] = rec["eta_measured"] - sgd["eta_measured"]
+                rec["eta_gain_err"] = float(np.hypot(rec["eta_err"], sgd["eta_err"]))
+                rec["eta_gain_local"] = rec["eta_local_last"] - sgd["eta_local_last"]
+                rec["xi_gain"] = rec["xi_measured"] - sgd["xi_measured"]
             rec["label"] = label
             records.append(rec)
             bar.set_postfix(f"{label} ({a}, {b}): xi {rec['xi_measured']:.3f}/{rec['xi_theory']:.3f} "
@@ -139,7 +160,42 @@ def _draw(records, root):
     plot_heatmaps(records, os.path.join(root, "phase_diagram.png"))
     plot_scatter(records, os.path.join(root, "measured_vs_theory.png"))
     plot_local_slopes(records, os.path.join(root, "local_slopes.png"))
-    return ["phase_diagram.png", "measured_vs_theory.png", "local_slopes.png"]
+    files = ["phase_diagram.png", "measured_vs_theory.png", "local_slopes.png"]
+    if records and "eta_gain" in records[0]:
+        plot_gain(records, os.path.join(root, "gain.png"))
+        files.append("gain.png")
+    return files
+
+
+def plot_gain(records, path):
+    """The loss-exponent gain eta(optimizer) - eta(SGD) over the (alpha, beta) plane, both measured on the same
+    ladder (envelope fits), with the phase boundaries; a second panel for the xi change."""
+    import matplotlib as mpl
+
+    from .plotting import new_figure, save
+    name = records[0].get("optimizer", "optimizer")
+    fig, axes = new_figure(2, 1, width=6.0, height=5.0)
+    a = np.array([r["alpha"] for r in records])
+    b = np.array([r["beta"] for r in records])
+    for ax, key, sym in ((axes[0, 0], "eta_gain", r"\eta"), (axes[0, 1], "xi_gain", r"\xi")):
+        g = np.array([r[key] for r in records])
+        lim = max(0.05, float(np.nanmax(np.abs(g))))
+        handles = draw_boundaries(ax)
+        sc = ax.scatter(a, b, c=g, cmap="RdBu_r", norm=mpl.colors.TwoSlopeNorm(0.0, -lim, lim), s=110, marker="s",
+                        edgecolors="k", zorder=5)
+        for r in records:
+            txt = f"{r[key]:+.2f}" + (f"\n{r['label']}" if r["label"] != "grid" else "")
+            ax.annotate(txt, (r["alpha"], r["beta"]), xytext=(7, 4), textcoords="offset points", fontsize=7.5,
+                        ha="left", va="bottom", zorder=8,
+                        bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.75))
+        fig.colorbar(sc, ax=ax, label=rf"${sym}$({name}) $-$ ${sym}$(SGD)")
+        ax.set_title(rf"${sym}$({name}) $-$ ${sym}$(SGD), measured on the same ladder", fontsize=10)
+    fig.suptitle(rf"Compute-optimal exponent change of {name} over SGD ($P \sim f^{{-\eta}}$, $d^* \sim f^{{\xi}}$;"
+                 r" red in the $\eta$ panel: {name} scales better)".replace("{name}", name), fontsize=11)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=9, frameon=False)
+    save(fig, path)
+    return fig
 
 
 def replot(out_dir):
@@ -290,8 +346,12 @@ def plot_local_slopes(records, path):
                     label=f"{r['label']} ({r['alpha']}, {r['beta']})")
             ax.axhline(r[f"{key}_theory"], color=col, ls="--", lw=0.9, alpha=0.8)
         sym = r"\xi" if key == "xi" else r"\eta"
-        ax.set(xscale="log", xlabel="compute $f$", ylabel=f"local ${sym}$",
-               title=f"local ${sym}$ vs compute (dashed: asymptote)")
+        if any(np.size(r["local_flops"]) for r in named):
+            ax.set_xscale("log")
+        else:   # a narrow ladder: no window of local slopes (say so instead of an empty log axis)
+            ax.text(0.5, 0.5, "no local slopes: the ladder is too narrow\n(raise --d-max or --flops-max)",
+                    transform=ax.transAxes, ha="center", va="center", fontsize=8)
+        ax.set(xlabel="compute $f$", ylabel=f"local ${sym}$", title=f"local ${sym}$ vs compute (dashed: asymptote)")
         ax.grid(alpha=0.3)
     h, lab = axes[0, 0].get_legend_handles_labels()
     which = "named points" if named[0]["label"] != "grid" else "grid points (run without named points)"

@@ -29,6 +29,7 @@ import warnings
 import numpy as np
 
 from . import options as opt
+from .optim_options import add_optimizer_arguments
 
 DEFAULT_OUT = "runs/theory"
 WINDOW = (10.0, 0.1)   # asymptotic window: WINDOW[0] <= s <= WINDOW[1] * d^(2 alpha)
@@ -87,6 +88,7 @@ def add_arguments(p):
                    help="seed of W for --spectrum sampled (same W as `plrf curve --seed`)")
     p.add_argument("--num", type=opt.int_at_least(8), default=120, help="points on the log-spaced step grid")
     p.add_argument("--overwrite", action="store_true", help="discard results stored in OUT with other settings")
+    add_optimizer_arguments(p)
     opt.add_common(p, DEFAULT_OUT)
     for action in p._actions:  # the shared --devices option: accepted for uniformity of the CLI
         if action.dest == "devices":
@@ -193,12 +195,21 @@ def run(args):
     from . import budget
     budget.check(budget.theory(d=d, v=v, spectrum=args.spectrum, num=args.num, batch=args.batch), args,
                  say=budget.teller(args, "theory"))
-    lr = args.lr if args.lr is not None else _default_lr(a, d, v)
-    schedule = plrf.schedules.by_name(args.schedule, lr, args.steps)
+    from .optim_options import default_lr_factor
+    if args.optimizer == "schedule-free" and (args.weight_decay or args.ema is not None):
+        raise ValueError("--optimizer schedule-free takes neither --weight-decay nor --ema (it averages itself)")
+    dana = args.optimizer.startswith("dana")
+    lr = args.lr if args.lr is not None else (None if dana else _default_lr(a, d, v) * default_lr_factor(args))
     config = dict(command="theory", alpha=a, beta=b, d=d, v=("inf" if v is None else v), lr=lr, batch=args.batch,
-                  steps=args.steps, schedule=schedule.config, spectrum=args.spectrum,
+                  steps=args.steps, schedule=args.schedule, spectrum=args.spectrum,
                   seed=(args.seed if args.spectrum == "sampled" else None), num=args.num,
                   flops_per_step=d * args.batch)
+    if not _plain_sgd(args):   # the optimizer's options (SGD runs keep the configuration they always had)
+        config.update(optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay, ema=args.ema,
+                      dana_g3=args.dana_g3, dana_delta=args.dana_delta, dana_kappa=args.dana_kappa)
+    schedule = plrf.schedules.by_name(args.schedule, lr, args.steps) if lr is not None else None
+    if schedule is not None:
+        config["schedule"] = schedule.config
     with prepare_out(args.out, config, overwrite=args.overwrite) as out_dir:   # before any work; locks OUT
         return _run(args, config, out_dir, t0, (a, b, d, v, lr, schedule))
 
@@ -211,6 +222,8 @@ def _run(args, config, out_dir, t0, resolved):
 
     a, b, d, v, lr, schedule = resolved
     spec = _spectrum(args, a, b, d, v)
+    if not _plain_sgd(args):
+        return _run_optimizer(args, config, out_dir, t0, spec, (a, b, d, v, lr))
     edges = plrf.stability_edges(spec, args.batch)
     if schedule.peak >= edges.max_lr:
         which = "full-batch" if edges.full_batch <= edges.stochastic else "stochastic (||Kr|| = 1)"
@@ -262,6 +275,9 @@ def replot(out_dir):
     from plrf.store import read_json
     r = read_json(os.path.join(out_dir, "results.json"))
     A = lambda x: np.asarray(x, dtype=float)  # noqa: E731
+    if "optimizer" in r["config"]:
+        plot_optimizer(r, r["config"], os.path.join(out_dir, "theory.png"))
+        return ["theory.png"]
     out = dict(steps=np.asarray(r["steps"], dtype=np.int64), loss=A(r["loss"]),
                values={k: A(v) for k, v in r["components"].items()}, present=r["present"],
                total=A(r["components_total"]), intrinsic_time=A(r["intrinsic_time"]),
@@ -272,6 +288,89 @@ def replot(out_dir):
         config["v"] = "inf"   # read_json turns the string back into a float; the figure prints infinity
     plot(out, config, os.path.join(out_dir, "theory.png"))
     return ["theory.png"]
+
+
+def _plain_sgd(args) -> bool:
+    return args.optimizer == "sgd" and not args.weight_decay and args.ema is None
+
+
+def _run_optimizer(args, config, out_dir, t0, spec, resolved):
+    """Any optimizer of plrf.optimizers other than plain SGD: its exact expected loss (and the averaged iterate's,
+    with --ema) by the log-time solver, next to plain SGD at the same effective learning rate. The asymptotic
+    components are SGD formulas: not drawn (the output says so)."""
+    import xarray as xr
+
+    import plrf
+    from plrf import store
+    from theory.logtime import solve_logtime
+
+    from .optim_options import build_optimizer, effective_lr
+    a, b, d, v, lr = resolved
+    trace = float(np.sum(np.asarray(spec.n) * np.asarray(spec.lam)))
+    if lr is None:   # DANA: g2 of the authors' comparison script on this spectrum
+        lr = plrf.optimizers.dana_defaults(trace, d, a, b)["g2"]
+        config["lr_resolved"] = lr
+    schedule = plrf.schedules.by_name(args.schedule, lr, args.steps)
+    optimizer = build_optimizer(args, schedule, trace=trace, d=d, alpha=a, beta=b)
+    curve = solve_logtime(spec, optimizer, steps=args.steps, batch=args.batch, num=args.num)  # checks stability
+    steps = np.asarray(curve.steps)[1:]
+    eff = effective_lr(args, lr)
+    sgd = solve_logtime(spec, plrf.schedules.by_name(args.schedule, eff, args.steps), steps=args.steps,
+                        batch=args.batch, grid=np.asarray(curve.steps))
+    flops = (d * args.batch) * steps.astype(np.float64)
+    results = dict(steps=steps, flops=flops, loss=np.asarray(curve.loss)[1:], lr=np.asarray(curve.lr)[1:],
+                   sgd_loss=np.asarray(sgd.loss)[1:], sgd_lr=eff, P_star=float(spec.P_star),
+                   P0=float(curve.loss[0]), optimizer_config=optimizer.config, spectrum_size=int(spec.lam.size),
+                   solver_intervals=int(curve.intervals),
+                   components=None, components_note="the asymptotic components are SGD formulas (theory.components)"
+                   f": not computed for --optimizer {args.optimizer}")
+    data = {"loss": ("step", results["loss"]), "flops": ("step", flops), "lr": ("step", results["lr"]),
+            "sgd_loss": ("step", results["sgd_loss"])}
+    if curve.readouts and "average" in curve.readouts:
+        results["ema_loss"] = np.asarray(curve.readouts["average"])[1:]
+        data["ema_loss"] = ("step", results["ema_loss"])
+    out_dir.save(results, xr.Dataset(data, coords={"step": steps}), wall_time=time.time() - t0)
+    store.save_npz(out_dir.file("spectrum.npz"), lam=spec.lam, n=spec.n, w=spec.w, P_star=np.float64(spec.P_star))
+    plot_optimizer(results, config, out_dir.file("theory.png"))
+    if not args.quiet:
+        ema = f", EMA {results['ema_loss'][-1]:.6g}" if "ema_loss" in results else ""
+        print(f"plrf theory: {args.optimizer} final loss {results['loss'][-1]:.6g}{ema} at r = {args.steps:.3g} "
+              f"(SGD at the same effective lr {eff:.3g}: {results['sgd_loss'][-1]:.6g}; P* {float(spec.P_star):.4g}); "
+              f"{results['components_note']}; wrote {args.out}/results.json, spectrum.npz and theory.png")
+    return results
+
+
+def plot_optimizer(r, config, path):
+    """Loss of the optimizer (and of its average) against plain SGD at the same effective lr."""
+    from .plotting import new_figure, save
+    fig, axes = new_figure(1, 1, width=6.4, height=4.4)
+    ax = axes[0, 0]
+    s = np.asarray(r["steps"], dtype=np.float64)
+    name = config["optimizer"]
+    extra = [(f"beta {config['momentum']:g}" if name == "schedule-free" else f"mu {config['momentum']:g}")
+             if name in ("momentum", "nesterov", "schedule-free") else None,
+             f"weight decay {config['weight_decay']:g}" if config.get("weight_decay") else None,
+             f"EMA rate {config['ema']}" if config.get("ema") is not None else None]
+    label = name + (" (" + ", ".join(e for e in extra if e) + ")" if any(extra) else "")
+    ax.loglog(s, np.asarray(r["loss"], dtype=float), "-", color="k", lw=2.0, label=f"{label}: iterate")
+    if "ema_loss" in r:
+        ax.loglog(s, np.asarray(r["ema_loss"], dtype=float), "-", color="C3", lw=1.6, label=f"{label}: average")
+    ax.loglog(s, np.asarray(r["sgd_loss"], dtype=float), "--", color="C0", lw=1.4,
+              label=rf"plain SGD at the same effective lr $\eta$ = {r['sgd_lr']:.3g}")
+    ax.axhline(r["P_star"], color="0.5", ls=":", lw=1.0, label=r"$P^*$ (best loss of the model)")
+    ax.set(xlabel="steps $r$", ylabel=r"expected population loss $\mathbb{E}\,P(\theta_r)$")
+    v = config["v"]
+    vtxt = r"\infty" if v == "inf" or (isinstance(v, float) and math.isinf(v)) else f"{v:g}"
+    ax.set_title(rf"PLRF theory (exact, log-time solver): $\alpha$={config['alpha']:g}, $\beta$={config['beta']:g}, "
+                 rf"$d$={config['d']:g}, $v={vtxt}$, $B$={config['batch']}, {config['schedule'] if isinstance(config['schedule'], str) else config['schedule']['name']} lr"
+                 "\n(asymptotic components: SGD only, not drawn)", fontsize=9)
+    fb = config["flops_per_step"]
+    top = ax.secondary_xaxis("top", functions=(lambda x: x * fb, lambda f: f / fb))
+    top.set_xlabel(r"compute $f = d\,B\,r$", fontsize=8)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    save(fig, path)
+    return fig
 
 
 # ---------------------------------------------------------------------------------------------------------

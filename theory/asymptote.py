@@ -168,16 +168,17 @@ def extrapolate(flops, slopes, *, omega: Optional[float] = None, decades: Option
     return Asymptote(s_inf, float(err), float(s[-1]), float(omega), source, (float(f[0]), float(f[-1])), len(f))
 
 
-def frontier_record(alpha: float, beta: float, local, *, rel_loss: float = 0.05, decades: Optional[float] = None) \
-        -> dict:
+def frontier_record(alpha: float, beta: float, local, *, rel_loss: float = 0.05, decades: Optional[float] = None,
+                    sgd: bool = True) -> dict:
     """The asymptote fields of a compute-optimal measurement (``plrf compute-optimal`` results.json):
     ``xi_asymptote``, ``xi_asymptote_err``, ``eta_asymptote``, ``eta_asymptote_err`` extrapolated from the local
     slopes ``local`` (a :class:`theory.frontier.LocalSlopes`, e.g. the smooth parabola-vertex ones), the
     correction exponent used, ``xi_interval`` (theory, at the largest compute with local slopes, within
     ``rel_loss`` of the optimal loss; equal ends, the theory's xi, when it is narrower than ``WEAK_WIDTH``), and the boundaries the point lies on (with
-    the phases on each side; comma-separated strings, empty when none) when it is within 1e-6 of one. NaN fields when there are too few local slopes."""
+    the phases on each side; comma-separated strings, empty when none) when it is within 1e-6 of one. NaN fields when there are too few local slopes. ``sgd=False`` (another optimizer): the
+    correction exponent is profiled (the component theory is SGD's), the xi interval is SGD's."""
     from .phases import phase_point
-    omega = correction_exponent(alpha, beta)
+    omega = correction_exponent(alpha, beta) if sgd else None
     out = {"omega": omega if omega is not None else float("nan"),
            "omega_source": "theory" if omega is not None else "profile"}
     fmax = float("nan")

@@ -103,10 +103,11 @@ class FrontierMeasurement(NamedTuple):
 
 
 def measure_frontier(alpha: float, beta: float, ds: Sequence[int], *, flops_max: float, store=None,
-                     progress=None, per_decade: int = 20, slope_window: float = 2.0,
+                     progress=None, per_decade: int = 20, slope_window: float = 2.0, tag: Optional[str] = None,
                      **kw) -> FrontierMeasurement:
     """Curves for every d (cached in ``store``, a :class:`plrf.store.CellStore`, one cell per (alpha, beta, d),
-    so an interrupted sweep resumes), then both Chinchilla fits and the phase's exponents."""
+    plus ``optimizer = tag`` when given: several optimizers in one store never share a cell, so an interrupted
+    sweep resumes), then both Chinchilla fits and the phase's (SGD) exponents."""
     import warnings
 
     from .frontier import EdgeWarning, fit_frontier
@@ -114,6 +115,8 @@ def measure_frontier(alpha: float, beta: float, ds: Sequence[int], *, flops_max:
     curves = []
     for i, d in enumerate(ds):
         coords = {"alpha": float(alpha), "beta": float(beta), "d": int(d)}
+        if tag is not None:
+            coords["optimizer"] = str(tag)
         resumed = store is not None and store.done(coords)
         if resumed:
             c = store.get(coords)
