@@ -218,7 +218,7 @@ SIM_MARKERS = "osD^vP"
 def plot(m, sims, path, optimizer="sgd"):
     import matplotlib as mpl
 
-    from theory.asymptote import correction_exponent, extrapolate
+    from theory.asymptote import extrapolate
 
     from .plotting import new_figure, save
     fig, axes = new_figure(2, 2, width=5.8, height=5.0)
@@ -279,8 +279,7 @@ def plot(m, sims, path, optimizer="sgd"):
             ax.plot(fit.local.flops, getattr(fit.local, key), st, lw=1.3, label=name)
         ax.axhline(th, color="b", ls="--", lw=1.2, label=f"{th_name} {th:.3f}")
         try:   # the extrapolated asymptote (theory.asymptote, the numbers of results.json), right of the data
-            a = extrapolate(m.fit2.local.flops, getattr(m.fit2.local, key),
-                            omega=correction_exponent(m.alpha, m.beta) if optimizer == "sgd" else None)
+            a = extrapolate(m.fit2.local.flops, getattr(m.fit2.local, key))   # omega profiled (frontier_record)
             ax.errorbar([a.window[1] * 3.0], [a.value], yerr=[a.err], fmt="D", color="m", ms=5, capsize=3,
                         label=rf"extrapolated {a.value:.3f} $\pm$ {a.err:.3f} ($\omega$={a.omega:.2f}, {a.omega_source})")
         except ValueError:
