@@ -142,9 +142,13 @@ def _run(args, config, out, t0):
     lr_max = float(plrf.max_stable_lr(spec, args.batch))
     peak = args.lr_frac * lr_max
     T = args.steps
-    grid = np.union1d(plrf.log_grid(T, args.num), np.linspace(0, T, 41).astype(np.int64))
     names = list(args.schedules)
     scheds = {n: _make(n, peak, T, args.cooldown) for n in dict.fromkeys(names + list(FIT_ON))}
+    # one grid for every schedule: log-spaced, 41 uniform points, and the steps right after every schedule's
+    # discontinuities (a step-decay drop, a cooldown start: the transients the error table must see)
+    grid = np.union1d(plrf.log_grid(T, args.num), np.linspace(0, T, 41).astype(np.int64))
+    for sch in scheds.values():
+        grid = np.union1d(grid, plrf.log_grid(T, args.num, after=sch))
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     say(f"plrf schedules: d={args.d}, v={v}, B={args.batch}, {T} steps, peak lr {peak:.4g} "
         f"({args.lr_frac:g} x max stable {lr_max:.4g}), {args.seeds} seeds")

@@ -47,6 +47,7 @@ def test_schedules_end_to_end(tmp_path, monkeypatch):
     assert res["x64"] is True and res["status"] == "complete"
     steps = np.asarray(res["steps"])
     assert steps[0] == 0 and steps[-1] == 300 and np.all(np.diff(steps) > 0)
+    assert {240, 241, 242, 243} <= set(steps.tolist())   # the steps right after the cooldown starts (issue 13)
     assert res["peak_lr"] == pytest.approx(0.25 * res["max_stable_lr"], rel=1e-12)
     P0 = np.sum(np.arange(1, 129, dtype=float) ** (-3.4))  # v = 4d = 128, closed form
     for name in ("constant", "wsd-linear"):
