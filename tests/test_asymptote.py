@@ -99,3 +99,14 @@ def test_frontier_record():
     assert edge["boundaries"] == "beta=alpha" and edge["adjacent_phases"] == "II,III"
     short = frontier_record(1.0, 0.7, LocalSlopes(f[:3], f[:3] * 0, f[:3] * 0, 1.0))
     assert np.isnan(short["xi_asymptote"]) and np.isnan(short["eta_asymptote_err"])
+
+
+def test_crossover_still_under_way_is_not_extrapolated():
+    # a drift that accelerates (a crossover centred past the data, as IVb's noise = F_0 balance): no power-law
+    # approach to fit; the last slope is reported with the drift of its last two decades as the error
+    s = 0.62 - 0.12 / (1 + np.exp(-(np.log10(F) - 14.0)))
+    a = extrapolate(F, s)
+    assert a.omega_source.startswith("none") and a.value == s[-1] and np.isnan(a.omega)
+    late = F >= F[-1] / 100
+    drift = abs(np.polyfit(np.log(F[late]), s[late], 1)[0]) * 2 * math.log(10)
+    assert a.err == pytest.approx(drift, rel=1e-9) and a.err > 0.01

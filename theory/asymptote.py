@@ -21,6 +21,10 @@ omega can carry a one-power model far from the data, so the step beyond the last
 better than half its size. Grid points of local slopes are correlated (overlapping windows), so (i) alone would
 be optimistic; (ii)-(v) are systematic.
 
+When the drift is not a decelerating approach (the drift per decade in the upper half of the window exceeds the
+lower half's, a crossover still under way, or the profile runs to its smallest omega) the model does not apply:
+the last slope is reported, with its drift over the last two decades as the error, and ``omega_source`` says so.
+
 Weak identification (:func:`xi_interval`). At compute f, a size ``d = f^x`` costs a loss factor
 ``f^(eta - E(x))`` with ``E(x) = min_i (p_i x + q_i (1 - x))`` (concave, piecewise linear). The values of x whose
 loss is within a relative ``rel_loss`` of the optimum at f form the interval ``E(x) >= eta - ln(1 + rel_loss) /
@@ -152,6 +156,17 @@ def extrapolate(flops, slopes, *, omega: Optional[float] = None, decades: Option
         omega, s_inf, _, _, se = min(fits, key=lambda t: t[3])
     else:
         s_inf, _, _, se = _fit(lf, s, omega)
+    # no decelerating approach (a crossover still under way: the drift per decade grows, or the profile runs
+    # to its smallest omega): the model does not apply; report the last slope, with the drift of the last
+    # two decades as its error
+    rate = lambda m: abs(np.polyfit(lf[m], s[m], 1)[0]) if m.sum() >= 3 else 0.0  # noqa: E731
+    mid = 0.5 * (lf[0] + lf[-1])
+    accelerating = rate(lf >= mid) > rate(lf < mid)
+    if accelerating or (source == "profile" and omega <= 1.5 * OMEGA_MIN):
+        late = lf >= lf[-1] - 2 * math.log(10)
+        err = float(abs(np.polyfit(lf[late], s[late], 1)[0]) * 2 * math.log(10)) if late.sum() >= 3 else float("inf")
+        return Asymptote(float(s[-1]), max(err, 1e-4), float(s[-1]), float("nan"), "none (drift not decelerating)",
+                         (float(f[0]), float(f[-1])), len(f))
     rss_min = min(t[3] for t in fits)
     cut = rss_min * (1.0 + 4.0 / max(1, len(s) - 3)) + 1e-300
     band = [t[1] for t in fits if t[3] <= cut]
@@ -186,16 +201,18 @@ def frontier_record(alpha: float, beta: float, local, *, rel_loss: float = 0.05,
     # 0.02 of the theory except where the drift is intrinsic, IVa's eta)
     th = correction_exponent(alpha, beta) if sgd else None
     omega = None
-    out = {"omega": float("nan"), "omega_source": "profile",
-           "omega_theory": th if th is not None else float("nan")}
+    out = {"omega_theory": th if th is not None else float("nan")}
     fmax = float("nan")
     for key in ("xi", "eta"):
         try:
             a = extrapolate(local.flops, getattr(local, key), omega=omega, decades=decades)
             out[f"{key}_asymptote"], out[f"{key}_asymptote_err"] = a.value, a.err
-            out["omega"], fmax = a.omega, a.window[1]
+            out[f"{key}_omega"], out[f"{key}_asymptote_model"] = a.omega, a.omega_source
+            fmax = a.window[1]
         except ValueError:
-            out[f"{key}_asymptote"] = out[f"{key}_asymptote_err"] = float("nan")
+            out[f"{key}_asymptote"] = out[f"{key}_asymptote_err"] = out[f"{key}_omega"] = float("nan")
+            out[f"{key}_asymptote_model"] = "too few local slopes"
+    out["omega"], out["omega_source"] = out["eta_omega"], out["eta_asymptote_model"]
     iv = xi_interval(alpha, beta, flops=fmax if np.isfinite(fmax) and fmax > 1 else 1e12, rel_loss=rel_loss)
     sharp = iv.high - iv.low < WEAK_WIDTH
     out["xi_interval"] = [iv.low, iv.high] if not sharp else [exponents(alpha, beta).xi] * 2

@@ -1,0 +1,67 @@
+"""The seven named points of the phase diagram to their asymptote: one `plrf compute-optimal` run per point over a
+ladder d = 64 .. 2^27 (1.3e8, deterministic equivalent) up to f = 1e16, then the local-slope figure and the table
+of last local slope, extrapolated asymptote (theory.asymptote) and theory.
+
+    python -m experiments.asymptotes --out runs/asymptotes          # about 20 min on 2 cores; resumable
+
+Each point is an ordinary `plrf compute-optimal` directory (OUT/<phase>/), so a killed run resumes from its cells;
+the figure is OUT/local_slopes.png, the table OUT/table.md.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+
+from .phase_diagram import NAMED, plot_local_slopes
+
+POINTS = {k: v for k, v in NAMED.items() if k != "II|III"}
+LADDER = ["--d-min", "64", "--d-max", str(2 ** 27), "--per-octave", "1", "--flops-max", "1e16", "--sim-d"]
+
+
+def records(out):
+    from plrf.store import read_json
+    recs = []
+    for label in POINTS:
+        r = read_json(os.path.join(out, label, "results.json"))
+        r["label"] = label
+        recs.append(r)
+    return recs
+
+
+def table(recs) -> str:
+    rows = ["| phase | (alpha, beta) | local slopes over f | xi last | xi asymptote | xi theory | eta last | "
+            "eta asymptote | eta theory |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in recs:
+        f = np.asarray(r["local_flops"], dtype=float)
+
+        def asym(k):
+            note = "" if r[f"{k}_asymptote_model"] == "profile" else " (last; drift not decelerating)"
+            return f"{r[f'{k}_asymptote']:.3f} ± {r[f'{k}_asymptote_err']:.3f}{note}"
+        rows.append(f"| {r['label']} | ({r['alpha']}, {r['beta']}) | {f.min():.0e} – {f.max():.0e} | "
+                    f"{r['xi_local_last']:.3f} | {asym('xi')} | {r['xi_theory']:.3f} | {r['eta_local_last']:.3f} | "
+                    f"{asym('eta')} | {r['eta_theory']:.3f} |")
+    return "\n".join(rows)
+
+
+def main(argv=None):
+    from . import cli
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="runs/asymptotes", help="output directory (one subdirectory per phase)")
+    args = p.parse_args(argv)
+    for label, (a, b) in POINTS.items():
+        rc = cli.main(["compute-optimal", "--alpha", str(a), "--beta", str(b), *LADDER,
+                       "--out", os.path.join(args.out, label), "--quiet"])
+        if rc:
+            return rc
+    recs = records(args.out)
+    plot_local_slopes(recs, os.path.join(args.out, "local_slopes.png"))
+    with open(os.path.join(args.out, "table.md"), "w") as f:
+        f.write(table(recs) + "\n")
+    print(table(recs))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
