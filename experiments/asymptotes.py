@@ -32,7 +32,8 @@ def records(out):
 
 def table(recs) -> str:
     rows = ["| phase | (alpha, beta) | local slopes over f | xi last | xi asymptote | xi theory | eta last | "
-            "eta asymptote | eta theory |", "|---|---|---|---|---|---|---|---|---|"]
+            "eta asymptote | eta theory | balance at the largest f (ratio) / asymptotic |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in recs:
         f = np.asarray(r["local_flops"], dtype=float)
 
@@ -41,7 +42,8 @@ def table(recs) -> str:
             return f"{r[f'{k}_asymptote']:.3f} ± {r[f'{k}_asymptote_err']:.3f}{note}"
         rows.append(f"| {r['label']} | ({r['alpha']}, {r['beta']}) | {f.min():.0e} – {f.max():.0e} | "
                     f"{r['xi_local_last']:.3f} | {asym('xi')} | {r['xi_theory']:.3f} | {r['eta_local_last']:.3f} | "
-                    f"{asym('eta')} | {r['eta_theory']:.3f} |")
+                    f"{asym('eta')} | {r['eta_theory']:.3f} | {r.get('balance_pair', 'n/a')} "
+                    f"({r.get('balance_ratio', float('nan')):.2f}) / {r.get('asymptotic_pair', '')} |")
     return "\n".join(rows)
 
 

@@ -8,6 +8,7 @@ Writes OUT/results.json, OUT/compute_optimal.png and OUT/cells/ (one cell per d:
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 
@@ -53,13 +54,28 @@ def fit_record(m, optimizer: str = "sgd") -> dict:
     (:func:`theory.asymptote.frontier_record`, from the smooth parabola-vertex local slopes)."""
     from theory.asymptote import frontier_record
     f1, f2 = m.fit, m.fit2
-    return dict(**frontier_record(m.alpha, m.beta, f2.local, sgd=optimizer == "sgd"), optimizer=optimizer,alpha=m.alpha, beta=m.beta, phase=m.phase, xi_theory=m.xi_theory, eta_theory=m.eta_theory,
+    return dict(**frontier_record(m.alpha, m.beta, f2.local, sgd=optimizer == "sgd"), **_balance(m),
+                optimizer=optimizer,alpha=m.alpha, beta=m.beta, phase=m.phase, xi_theory=m.xi_theory, eta_theory=m.eta_theory,
                 xi_measured=f1.xi, xi_err=f1.xi_err, eta_measured=f1.eta, eta_err=f1.eta_err,
                 xi_parabola=f2.xi, xi_parabola_err=f2.xi_err, eta_parabola=f2.eta, eta_parabola_err=f2.eta_err,
                 flop_window=list(f1.window), edge_limited=bool(f1.edge_limited),
                 local_flops=f2.local.flops, local_xi=f2.local.xi, local_eta=f2.local.eta,
                 local1_flops=f1.local.flops, local1_eta=f1.local.eta,
                 xi_local_last=_last(f2.local.xi), eta_local_last=_last(f2.local.eta))
+
+
+def _balance(m) -> dict:
+    """The components that balance at the largest compute with a bracketed optimum (theory.asymptote.balance_at)
+    vs the asymptotic pair: explains a drift of the local slopes."""
+    from theory.asymptote import balance_at
+    d, f = np.asarray(m.fit2.argmin_d, dtype=float), np.asarray(m.fit2.flops, dtype=float)
+    ok = np.isfinite(d)
+    if not np.any(ok):
+        return {}
+    dstar, fmax = float(d[ok][-1]), float(f[ok][-1])
+    near = min(m.curves, key=lambda c: abs(math.log(c.d / dstar)))
+    return balance_at(m.alpha, m.beta, dstar, fmax, near.lr, batch=int(round(near.flops[0] / (near.d * near.steps[0]))),
+                      v=near.v)
 
 
 def _last(x):

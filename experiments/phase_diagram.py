@@ -218,6 +218,9 @@ def table(records) -> str:
         note = []
         if r.get("boundaries"):
             note.append(f"on {r['boundaries']} ({r['adjacent_phases']})")
+        if r.get("balance_pair") and r["balance_pair"] != "n/a" and not r.get("balance_is_asymptotic", True):
+            note.append(f"pre-asymptotic balance {r['balance_pair']} at f = {r['balance_flops']:.1e} "
+                        f"(asymptote: {r['asymptotic_pair']})")
         if r.get("xi_weakly_identified"):
             lo, hi = r["xi_interval"]
             note.append(f"xi weakly identified: [{lo:.3f}, {hi:.3f}] within 5% loss")

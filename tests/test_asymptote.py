@@ -110,3 +110,21 @@ def test_crossover_still_under_way_is_not_extrapolated():
     late = F >= F[-1] / 100
     drift = abs(np.polyfit(np.log(F[late]), s[late], 1)[0]) * 2 * math.log(10)
     assert a.err == pytest.approx(drift, rel=1e-9) and a.err > 0.01
+
+
+def test_balance_at_names_the_pre_asymptotic_pair():
+    # II at f = 1e16, d* = 5.3e6: F_pp and F_ac balance, as in the asymptote; IVa (v = 4d, the ladder lr) is
+    # pre-asymptotic (at the d = 1.3e8 ladder's end, f = 8.9e13, F_0 and the noise lead: its eta drift)
+    from theory.asymptote import balance_at
+    from theory.components import Fac, Fpp
+    from theory.ladder import ladder_lr
+    lr = ladder_lr(1.0, 5_300_000)
+    b = balance_at(1.0, 0.7, 5.3e6, 1e16, lr)
+    assert b["balance_pair"] == "Fac,Fpp" == b["asymptotic_pair"] and b["balance_is_asymptotic"]
+    steps = 1e16 / 5.3e6
+    ratio = float(Fac(1.0, 0.7, 5.3e6, steps, lr)) / float(Fpp(1.0, 0.7, steps, lr))
+    assert b["balance_ratio"] == pytest.approx(min(ratio, 1 / ratio), rel=1e-9)
+    d = 1e5                                       # IVa at d = 1e5, f = d^(1/xi): F_0 still leads by ~80x
+    iva = balance_at(0.27, 1.0, d, d ** (1 / 0.613), ladder_lr(0.27, int(d)), v=4 * d)
+    assert iva["asymptotic_pair"] == "Fpp,noise" and iva["balance_pair"] == "F0,Fpp"
+    assert not iva["balance_is_asymptotic"] and iva["balance_ratio"] < 0.05

@@ -23,6 +23,16 @@ def _exit2(argv, capsys):
 THEORY = ["theory", "--alpha", 1.0, "--beta", 0.7, "--d", 100, "--steps", 5000, "--num", 20, "--quiet"]
 
 
+def test_theory_optimizer_errors_before_work(tmp_path, capsys):
+    out = tmp_path / "t"
+    # an unstable momentum (effective step 5x the SGD default): exit 2 with the stability message
+    err = _exit2([*THEORY, "--optimizer", "momentum", "--momentum", 0.9, "--lr", 0.5, "--out", out], capsys)
+    assert "unstable" in err or "edge" in err
+    err = _exit2([*THEORY, "--optimizer", "schedule-free", "--ema", 0.1, "--out", tmp_path / "v"], capsys)
+    assert "--optimizer schedule-free takes neither --weight-decay nor --ema" in err
+
+
+@pytest.mark.slow   # ~20 s: general log-time and exact-recursion programs
 def test_theory_momentum_with_ema_equals_the_exact_recursion(tmp_path, capsys):
     out = tmp_path / "t"
     assert run_cli([*THEORY, "--optimizer", "momentum", "--momentum", 0.8, "--ema", 0.05, "--out", out]) == 0
@@ -40,12 +50,6 @@ def test_theory_momentum_with_ema_equals_the_exact_recursion(tmp_path, capsys):
     # another optimizer into the same directory: refused before any work, naming the option
     err = _exit2([*THEORY, "--optimizer", "nesterov", "--momentum", 0.8, "--ema", 0.05, "--out", out], capsys)
     assert "different configuration" in err and "optimizer" in err
-    # an unstable momentum (effective step 5x the SGD default): exit 2 with the stability message
-    err = _exit2([*THEORY, "--optimizer", "momentum", "--momentum", 0.9, "--lr", 0.5, "--out", tmp_path / "u"],
-                 capsys)
-    assert "unstable" in err or "edge" in err
-    err = _exit2([*THEORY, "--optimizer", "schedule-free", "--ema", 0.1, "--out", tmp_path / "v"], capsys)
-    assert "--optimizer schedule-free takes neither --weight-decay nor --ema" in err
 
 
 @pytest.mark.slow   # ~20 s: a ladder of general-optimizer log-time solves

@@ -157,14 +157,14 @@ def test_check_lr_arguments(lr, B, pattern):
 
 
 def test_system_edges_on_huge_deterministic_spectra_match_sgd():
-    # a d = 2^23 deterministic-equivalent spectrum has modes with lam ~ 1e-14 whose per-mode map is within
-    # 1e-13 of 1: the general noise-feedback norm still equals SGD's closed form ||Kr|| (1e-7 relative), and
+    # a d = 2^20 deterministic-equivalent spectrum has modes with lam ~ 1e-13 whose per-mode map is within
+    # 1e-12 of 1: the general noise-feedback norm still equals SGD's closed form ||Kr|| (1e-7 relative), and
     # heavy ball at the same effective step is stable (it was reported as inf before)
     from plrf import optimizers as O
     from theory.deterministic import deterministic_spectrum
     from theory.ladder import ladder_lr
-    spec = deterministic_spectrum(1.0, 0.7, 2 ** 23)
-    lr = ladder_lr(1.0, 2 ** 23)
+    spec = deterministic_spectrum(1.0, 0.7, 2 ** 20)
+    lr = ladder_lr(1.0, 2 ** 20)
     _, kn = plrf.stability.system_edges(spec, O.sgd(lr).system(0.0), 1)
     assert kn == pytest.approx(float(plrf.kernel_norm(spec, lr, 1)), rel=1e-7)
     _, kn_m = plrf.stability.system_edges(spec, O.momentum(0.1 * lr, 0.9).system(0.0), 1)

@@ -221,3 +221,29 @@ def frontier_record(alpha: float, beta: float, local, *, rel_loss: float = 0.05,
     pp = phase_point(alpha, beta)
     out["boundaries"], out["adjacent_phases"] = ",".join(pp.boundaries), ",".join(pp.adjacent)
     return out
+
+
+def balance_at(alpha: float, beta: float, d: float, flops: float, lr: float, *, batch: int = 1,
+               v: Optional[float] = None) -> dict:
+    """Which loss components set the exponent at the largest compute reached: the two largest components of
+    :func:`theory.components.components` at ``d`` (the compute-optimal size there) and ``steps = flops/(d B)``,
+    their ratio, and the pair that balances in the asymptote (:func:`theory.phases.exponents`). When the two
+    pairs differ, the measured slopes are still in a pre-asymptotic balance: the drift is explained by it.
+    Returns strings (comma-separated pairs) and numbers; ``balance_pair`` is "n/a" outside the components'
+    validity (e.g. a kernel norm >= 1)."""
+    from .components import components
+    active = ",".join(sorted(exponents(alpha, beta).active))
+    out = {"asymptotic_pair": active, "balance_pair": "n/a", "balance_ratio": float("nan"),
+           "balance_is_asymptotic": False, "balance_d": float(d), "balance_flops": float(flops)}
+    try:
+        steps = float(flops) / (float(d) * batch)
+        c = components(alpha, beta, d, steps, lr, batch=batch, v=v)
+    except (ValueError, FloatingPointError, ZeroDivisionError):
+        return out
+    vals = {"F0": c.amplification * float(c.F0[0]), "Fpp": c.amplification * float(c.Fpp[0]),
+            "Fac": c.amplification * float(c.Fac[0]), "noise": float(c.noise[0])}
+    top = sorted(vals, key=vals.get, reverse=True)[:2]
+    out["balance_pair"] = ",".join(sorted(top))
+    out["balance_ratio"] = vals[top[1]] / vals[top[0]] if vals[top[0]] > 0 else float("nan")
+    out["balance_is_asymptotic"] = set(top) <= set(active.split(",")) or set(active.split(",")) <= set(top)
+    return out
