@@ -107,6 +107,8 @@ def user_message(err: BaseException, command: str, parser=None) -> str:
             msg = re.sub(pat, " Lower --lr, or pass --allow-unstable to run anyway.", msg)
         else:
             msg = re.sub(pat, "", msg).rstrip()
+            # the general optimizers' wording (plrf.stability.check_system)
+            msg = re.sub(r"\s*or pass allow_unstable=True \(CLI: --allow-unstable\)", "", msg)
             msg += f" {UNSTABLE_HINT.get(command, 'lower the learning rate').capitalize()}."
     return msg
 

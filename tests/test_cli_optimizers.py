@@ -28,6 +28,7 @@ def test_theory_optimizer_errors_before_work(tmp_path, capsys):
     # an unstable momentum (effective step 5x the SGD default): exit 2 with the stability message
     err = _exit2([*THEORY, "--optimizer", "momentum", "--momentum", 0.9, "--lr", 0.5, "--out", out], capsys)
     assert "unstable" in err or "edge" in err
+    assert "allow" not in err and "Lower --lr" in err      # theory has no --allow-unstable: no such advice
     err = _exit2([*THEORY, "--optimizer", "schedule-free", "--ema", 0.1, "--out", tmp_path / "v"], capsys)
     assert "--optimizer schedule-free takes neither --weight-decay nor --ema" in err
 
