@@ -68,3 +68,26 @@ def test_explicit_noise_matches_exact(noisy, method, opt_name):
     # and the noise matters: the noiseless exact curve is many standard errors away at the end
     assert (mc.loss[-1] - plrf.expected_loss(clean, opt, steps=steps, batch=B, grid=grid).loss[-1]) \
         > 10 * mc.stderr[-1]
+
+
+def test_cli_label_noise(tmp_path, capsys):
+    """`plrf curve --label-noise` and `plrf theory --label-noise`: P* + sigma^2 in results, the option in the
+    configuration only when nonzero, and a negative value is a user error naming the option."""
+    from tests.cli_util import load_results, run_cli
+    base = ["--d", 16, "--steps", 300, "--num", 12, "--quiet"]
+    assert run_cli(["curve", *base, "--method", "expected", "--out", tmp_path / "c0"]) == 0
+    assert run_cli(["curve", *base, "--method", "expected", "--label-noise", SIGMA2, "--out", tmp_path / "c1"]) == 0
+    r0, r1 = load_results(tmp_path / "c0"), load_results(tmp_path / "c1")
+    assert "label_noise" not in r0["config"] and r1["config"]["label_noise"] == SIGMA2
+    assert r1["P_star"] == pytest.approx(r0["P_star"] + SIGMA2, rel=1e-12)
+    assert r1["loss_expected"][-1] > r0["loss_expected"][-1] + SIGMA2
+    assert run_cli(["theory", "--d", 256, "--steps", "1e4", "--num", 16, "--quiet", "--label-noise", SIGMA2,
+                    "--out", tmp_path / "t1"]) == 0
+    t1 = load_results(tmp_path / "t1")
+    from theory.deterministic import deterministic_spectrum
+    assert t1["config"]["label_noise"] == SIGMA2
+    assert t1["P_star"] == pytest.approx(deterministic_spectrum(1.0, 0.7, 256).P_star + SIGMA2, rel=1e-10)
+    with pytest.raises(SystemExit) as exc:
+        run_cli(["curve", *base, "--label-noise", -1, "--out", tmp_path / "bad"])
+    assert exc.value.code == 2
+    assert "--label-noise" in capsys.readouterr().err
