@@ -100,3 +100,47 @@ def test_momentum_noise_scale_runs_and_matches_loss():
     ex = plrf.expected_loss(spec, opt, steps=500, batch=4, grid=grid)
     np.testing.assert_allclose(ns.loss, ex.loss, rtol=1e-10)
     assert np.all(ns.B_noise >= ns.B_simple * 0.999)
+
+
+@pytest.fixture(scope="module")
+def frontier():
+    from theory import batch as TB
+    spec = plrf.sample_spectrum(plrf.Problem(1.0, 0.7, 64, 16), key=jax.random.key(0))
+    target = spec.P_star + 0.02 * (spec.P0 - spec.P_star)
+    pts = [TB.tune_batch(spec, target, B, max_steps=2000, num=120) for B in (1, 2, 4, 8, 16, 32, 64, 128)]
+    return spec, target, pts
+
+
+def test_frontier_fits_mccandlish_and_bcrit_matches_noise_scale(frontier):
+    """S(B), E(B) from the lr tuned per B on the exact theory follow (S/S_min - 1)(E/E_min - 1) = 1 within 5% (3.0% measured)
+    at every B, and the fitted B_crit = E_min/S_min is within a factor 1.3 of the exact B_simple of the tuned
+    run at the B nearest B_crit, at the step it reaches the target (within 1.6 of the Hessian-weighted one)."""
+    from theory import batch as TB
+    spec, target, pts = frontier
+    S = np.array([p.steps for p in pts])
+    assert np.all(np.isfinite(S)) and np.all(np.diff(S) < 0)       # more batch, fewer steps
+    E = np.array([p.samples for p in pts])
+    assert np.all(np.diff(E) > 0)                                   # ... and more samples
+    fit = TB.fit_tradeoff([p.batch for p in pts], S)
+    assert fit.max_log_resid < 0.05
+    lhs = (S / fit.S_min - 1) * (E / fit.E_min - 1)
+    assert np.all(np.abs(np.log(lhs)) < 0.5)   # the product is 1 where both factors are resolved
+    near = min(pts, key=lambda p: abs(np.log(p.batch / fit.B_crit)))
+    at, _ = TB.noise_at_target(spec, target, near)
+    assert 1 / 1.3 < fit.B_crit / at["B_simple"] < 1.3
+    assert 1 / 1.6 < fit.B_crit / at["B_hessian"] < 1.6
+    # every tuned lr is strictly inside the stability bound
+    assert all(0 < p.lr_frac < 1 for p in pts)
+
+
+def test_tuned_lr_against_brute_force(frontier):
+    """At one batch the scipy-tuned S(B) is within 1% of the minimum over a fine lr grid (brute force on the
+    exact recursion), and never above it by more than the grid spacing allows."""
+    from theory import batch as TB
+    spec, target, pts = frontier
+    p = pts[3]
+    grid = plrf.log_grid(2000, 120)
+    lrs = np.geomspace(0.2, 0.99, 60) * p.lr_max
+    S = [TB.steps_to_target(*(lambda c: (c.steps, c.loss))(
+        plrf.expected_loss(spec, O.sgd(lr), steps=2000, batch=p.batch, grid=grid)), target) for lr in lrs]
+    assert p.steps <= min(S) * 1.01
