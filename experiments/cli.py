@@ -25,6 +25,8 @@ COMMANDS = {
     "phase-diagram": ("phase_diagram", "the 4+3 phase diagram: measured vs theoretical exponents over (alpha, beta)"),
     "schedules": ("schedules_cmd", "learning-rate schedules: simulation vs exact and approximate predictors"),
     "collapse": ("collapse_cmd", "scaling collapse of compute-optimal loss curves"),
+    "batch": ("batch_cmd", "batch-size frontier: steps and samples to a target loss per B, McCandlish fit, "
+                           "B_crit vs the exact gradient noise scale"),
     "plot": ("plot_cmd", "redraw the figures of a results directory without recomputing"),
 }
 

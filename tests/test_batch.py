@@ -144,3 +144,23 @@ def test_tuned_lr_against_brute_force(frontier):
     S = [TB.steps_to_target(*(lambda c: (c.steps, c.loss))(
         plrf.expected_loss(spec, O.sgd(lr), steps=2000, batch=p.batch, grid=grid)), target) for lr in lrs]
     assert p.steps <= min(S) * 1.01
+
+
+@pytest.mark.slow
+def test_cli_batch(tmp_path):
+    """`plrf batch` on a tiny problem: results.json holds the sizes, steps_to_target, B_crit and
+    B_noise_initial (= 1 + P(0) tr K / sum lam w on the W of `plrf curve --seed 0`), the figure is a PNG, and
+    `plrf plot` redraws it."""
+    from tests.cli_util import is_png, load_results, run_cli
+    out = tmp_path / "batch"
+    assert run_cli(["batch", "--d", 16, "--batch-max", 64, "--max-steps", 2000, "--num", 80, "--quiet",
+                    "--out", out]) == 0
+    r = load_results(out)
+    assert r["batch"] == [1, 2, 4, 8, 16, 32, 64] and len(r["steps_to_target"]) == 7
+    assert r["fit_max_log_resid"] < 0.05 and 1 < r["B_crit"] < 64
+    k_w, _ = jax.random.split(jax.random.key(0))
+    spec = plrf.sample_spectrum(plrf.Problem(1.0, 0.7, 64, 16), key=k_w)
+    assert r["B_noise_initial"] == pytest.approx(b_simple_initial(spec), rel=1e-10)
+    assert 1 / 1.3 < r["B_crit"] / r["noise_at_target"]["B_simple"] < 1.3
+    assert is_png(out / "batch.png")
+    assert run_cli(["plot", out, "--quiet"]) == 0
