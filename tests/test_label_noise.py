@@ -70,6 +70,7 @@ def test_explicit_noise_matches_exact(noisy, method, opt_name):
         > 10 * mc.stderr[-1]
 
 
+@pytest.mark.slow
 def test_cli_label_noise(tmp_path, capsys):
     """`plrf curve --label-noise` and `plrf theory --label-noise`: P* + sigma^2 in results, the option in the
     configuration only when nonzero, and a negative value is a user error naming the option."""
