@@ -38,7 +38,8 @@ def add_arguments(p):
     p.add_argument("--batch-max", dest="batch_max", type=opt.int_at_least(2), default=512,
                    help="largest batch (powers of two from 1) (default: %(default)s)")
     p.add_argument("--max-steps", dest="max_steps", type=opt.big_int, default=20_000,
-                   help="horizon of the search for the steps to the target (default: %(default)s)")
+                   help="horizon of the search for the steps to the target at B = 1; each next B searches within "
+                        "4 S of the previous one (S(B) does not grow with B) (default: %(default)s)")
     p.add_argument("--lr-frac-max", dest="lr_frac_max", type=opt.fraction, default=0.99,
                    help="the tuned lr stays below this fraction of the stability bound (default: %(default)s)")
     p.add_argument("--num", type=opt.int_at_least(16), default=200,
@@ -98,10 +99,13 @@ def _run(args, config, out, t0, spec, np):
     batches = [2 ** k for k in range(int(math.log2(args.batch_max)) + 1)]
     mu = args.momentum
     pts = []
+    horizon = args.max_steps
     for B in batches:
         p = TB.tune_batch(spec, target, B, family=args.optimizer, mu=mu, schedule=args.schedule,
-                          max_steps=args.max_steps, num=args.num, frac_max=args.lr_frac_max)
+                          max_steps=horizon, num=args.num, frac_max=args.lr_frac_max)
         pts.append(p)
+        if math.isfinite(p.steps):   # S(B) does not grow with B: search the next B within 4 S(B)
+            horizon = int(min(args.max_steps, max(64, math.ceil(4 * p.steps))))
         if not args.quiet:
             import sys
             print(f"plrf batch: B = {B}: S = {p.steps:.4g}, E = {p.samples:.4g}, lr = {p.lr:.4g} "
