@@ -192,7 +192,7 @@ def tune_batch(spectrum: Spectrum, target: float, batch: int, *, family: str = "
     if schedule == "constant":
         def S(loglr):
             c = plrf.expected_loss(spectrum, make_optimizer(family, math.exp(loglr), mu), steps=max_steps,
-                                   batch=batch, grid=grid)
+                                   batch=batch, grid=grid, allow_unstable=True)   # bounded by max_lr above
             return steps_to_target(c.steps, c.loss, target)
         lo, hi = math.log(top * 1e-3), math.log(top)
         xs = np.linspace(lo, hi, 12)
@@ -214,7 +214,7 @@ def tune_batch(spectrum: Spectrum, target: float, batch: int, *, family: str = "
 
         def L(loglr):
             c = plrf.expected_loss(spectrum, make_optimizer(family, math.exp(loglr), mu, "cosine", T), steps=T,
-                                   batch=batch, grid=np.array([0, T]))
+                                   batch=batch, grid=np.array([0, T]), allow_unstable=True)
             return float(c.loss[-1]) if np.isfinite(c.loss[-1]) else 1e300
         lo, hi = math.log(top * 1e-3), math.log(top)
         res = optimize.minimize_scalar(L, bounds=(lo, hi), method="bounded", options=dict(xatol=xatol))
