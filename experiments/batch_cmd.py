@@ -166,6 +166,8 @@ def plot(r, config, path):
     ax.plot([Smin * 2], [Emin * 2], "r*", ms=10, label=r"$B = B_{crit}$ on the fit")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    from matplotlib.ticker import NullFormatter
+    ax.xaxis.set_minor_formatter(NullFormatter())     # overlapping minor labels on a short log axis
     ax.set_xlabel("steps to the target S(B)")
     ax.set_ylabel("samples to the target E(B) = B S(B)")
     s2 = config.get("label_noise", 0.0)
