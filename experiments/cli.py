@@ -37,6 +37,7 @@ UNSTABLE_HINT = {
     "phase-diagram": "lower --c (lr = c / sum_{j<=v} j^{-2 alpha}; the default 0.5 is stable)",
     "collapse": "lower --c (lr = c / sum_j j^{-2 alpha}; the default 0.5 is stable)",
     "schedules": "lower --lr-frac or --scan-lr-fracs",
+    "batch": "lower --lr-frac-max (the tuned lr stays below it times the stability bound at each B)",
 }
 
 
