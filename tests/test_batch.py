@@ -164,3 +164,22 @@ def test_cli_batch(tmp_path):
     assert 1 / 1.3 < r["B_crit"] / r["noise_at_target"]["B_simple"] < 1.3
     assert is_png(out / "batch.png")
     assert run_cli(["plot", out, "--quiet"]) == 0
+
+
+@pytest.mark.slow
+def test_monte_carlo_at_three_batches_around_bcrit(frontier):
+    """Eigen SGD at the tuned lr of the three batch sizes nearest B_crit agrees with the exact curves within
+    4 standard errors (2048 seeds), up to the horizon the target needs."""
+    from theory import batch as TB
+    spec, target, pts = frontier
+    fit = TB.fit_tradeoff([p.batch for p in pts], [p.steps for p in pts])
+    order = sorted(pts, key=lambda p: abs(np.log(p.batch / fit.B_crit)))[:3]
+    for p in order:
+        T = int(np.ceil(p.steps)) + 1
+        grid = plrf.log_grid(T, 12)
+        exact = plrf.expected_loss(spec, O.sgd(p.lr), steps=T, batch=p.batch, grid=grid)
+        mc = plrf.simulate(spec, O.sgd(p.lr), steps=T, batch=p.batch, method="eigen", key=jax.random.key(5),
+                           seeds=2048, grid=grid)
+        z = np.abs(mc.loss[1:] - exact.loss[1:]) / mc.stderr[1:]
+        assert np.max(z) < 4.0, (p.batch, z)
+        assert exact.loss[-1] <= target * 1.05
