@@ -165,3 +165,55 @@ def test_heavy_ball_bound_is_stable():
         _, kn_sgd = system_edges(spec, O.sgd(fam.cap).system(0.0), 1)
         assert radius < 1 and kn < 1, (mu, radius, kn)
         assert kn <= kn_sgd * (1 + 1e-9), (mu, kn, kn_sgd)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the command line: plrf optimal-schedule
+
+@pytest.mark.slow   # ~15-30 s: two horizons (three compiled programs each) and three figures, twice
+def test_cli_tiny_run_resume_and_replot(tmp_path):
+    from cli_util import is_png, load_results, run_cli
+    from theory.deterministic import deterministic_spectrum
+    out = tmp_path / "opt"
+    argv = ["optimal-schedule", "--d", 16, "--steps", "60,120", "--knots", 8, "--maxiter", 40, "--out", out,
+            "--quiet"]
+    assert run_cli(argv) == 0
+    res = load_results(out)
+    assert res["status"] == "complete" and res["config"]["command"] == "optimal-schedule"
+    assert res["steps"] == [60, 120] and len(res["horizons"]) == 2
+    lr = np.asarray(res["lr"])
+    assert lr.shape == (120,) and np.all(lr > 0) and np.all(lr <= res["cap"] * (1 + 1e-12))
+    assert len(res["knots"]["lr"]) == 8 and set(res["baselines"]) == {"constant", "cosine", "linear", "wsd"}
+    # independent re-evaluation of the stored schedule on the same (deterministic) spectrum
+    spec = deterministic_spectrum(1.0, 0.7, 16, v=64)
+    ref = plrf.expected_loss(spec, O.sgd(lr), steps=120, num=10)
+    np.testing.assert_allclose(res["final_loss"], ref.loss[-1], rtol=1e-12)
+    assert res["final_loss"] < min(res["baselines"].values())
+    assert {"peak", "delta", "decay_fraction"} <= set(res["shape"])
+    assert "peak_slope" in res["laws"] and res["predictions"]["li_nu_expr"] == "beta/(alpha + beta)"
+    for name in ("optimal_schedule.png", "optimal_schedule_loss.png", "optimal_schedule_laws.png"):
+        assert is_png(out / name)
+        (out / name).unlink()
+    # resumed from the cells: the same numbers, no recomputation
+    assert run_cli(argv) == 0
+    assert load_results(out)["final_loss"] == res["final_loss"]
+    (out / "optimal_schedule.png").unlink()
+    assert run_cli(["plot", out, "--quiet"]) == 0 and is_png(out / "optimal_schedule.png")
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--frac", "1.5"], "--frac"),
+    (["--steps", "1e7"], "--steps"),
+    (["--steps", "100", "--knots", "500"], "--knots"),
+    (["--W-file", "missing.npy"], "--W-file"),
+    (["--alpha", "0.2", "--beta", "0.1"], "--beta"),
+])
+def test_cli_bad_option_exits_2_naming_it(tmp_path, capsys, argv, needle):
+    from cli_util import run_cli
+    out = tmp_path / "bad"
+    with pytest.raises(SystemExit) as e:
+        run_cli(["optimal-schedule", "--d", 16, *argv, "--out", out, "--quiet"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err, err
+    assert not (out / "results.json").exists()

@@ -360,22 +360,20 @@ def optimize(fam: ScheduleFamily, z0=None, *, maxiter: int = 500, gtol: float = 
                    str(res.message))
 
 
-def evaluate(fam: ScheduleFamily, arrays, *, num: int = 100) -> float:
-    """The final loss of the read-out, re-evaluated with ``plrf.expected_loss`` on the plain per-step arrays
-    (numpy; the stability check of plrf applies: an unstable schedule raises)."""
-    opt = fam.build({k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()})
-    curve = plrf.expected_loss(fam.spectrum, opt, steps=fam.steps, batch=fam.batch, num=num)
-    if fam.readout:
-        return float(curve.readouts["average"][0][-1])
-    return float(curve.loss[-1])
-
-
 def loss_curve(fam: ScheduleFamily, arrays, *, num: int = 100):
-    """``(steps, loss)`` of the read-out on a log grid, from ``plrf.expected_loss``."""
+    """``(steps, loss)`` of the read-out on ``plrf.log_grid(T, num)`` (the same grid for every schedule of a
+    horizon: one compiled program), from ``plrf.expected_loss`` on the plain per-step arrays (numpy; plrf's
+    stability check applies: an unstable schedule raises)."""
     opt = fam.build({k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()})
-    curve = plrf.expected_loss(fam.spectrum, opt, steps=fam.steps, batch=fam.batch, num=num)
+    curve = plrf.expected_loss(fam.spectrum, opt, steps=fam.steps, batch=fam.batch,
+                               grid=plrf.log_grid(fam.steps, num))
     loss = curve.readouts["average"][0] if fam.readout else curve.loss
     return np.asarray(curve.steps), np.asarray(loss)
+
+
+def evaluate(fam: ScheduleFamily, arrays, *, num: int = 100) -> float:
+    """The final loss of the read-out, re-evaluated with ``plrf.expected_loss`` (:func:`loss_curve`)."""
+    return float(loss_curve(fam, arrays, num=num)[1][-1])
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -534,3 +532,120 @@ def power_fit(x, y):
     resid = Y - A @ coef
     cov = np.linalg.inv(A.T @ A) * float(resid @ resid) / (X.size - 2)
     return float(coef[0]), float(math.sqrt(max(cov[0, 0], 0.0)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# one horizon, end to end; laws across horizons; published predictions
+
+def anytime_horizons(steps: int, num: int = 32) -> np.ndarray:
+    """The horizons of the anytime objective: ``num`` log-spaced steps from ``min(10, T)`` to ``T``."""
+    return np.unique(np.round(np.geomspace(min(10, steps), steps, num)).astype(np.int64))
+
+
+def solve_horizon(fam: ScheduleFamily, *, z0=None, maxiter: int = 300, baselines: bool = True, mu: float = 0.9,
+                  cooldowns=(0.05, 0.1, 0.2, 0.3, 0.5, 0.7), num: int = 100) -> dict:
+    """Optimise one horizon and tune the baselines; every loss re-evaluated by ``plrf.expected_loss``.
+    Returns a plain dict (numbers and numpy arrays): ``steps``, ``final_loss``, ``objective_loss`` (the
+    optimiser's own ``exp(objective)``), ``arrays`` (per-step), ``knots``, ``z``, ``shape`` (fit_shape),
+    ``baselines`` (name -> dict of ``final_loss``, ``peak``, ``cooldown``), ``best_baseline``, ``saving``
+    (``1 - final/best``), ``excess_saving`` (the same for ``P - P*``), ``curve_steps``/``curve_loss`` of the
+    optimum and of each baseline, iterations and seconds."""
+    t0 = time.time()
+    res = optimize(fam, z0, maxiter=maxiter)
+    lr_main = res.arrays["eff"] if fam.optimizer == "momentum" else res.arrays[fam.names[0]]
+    shape = fit_shape(lr_main)
+    cs, cl = loss_curve(fam, res.arrays, num=num)
+    rec = dict(steps=fam.steps, final_loss=float(cl[-1]), objective_loss=float(math.exp(res.objective)),
+               arrays=res.arrays, knots=res.knots, z=res.z, shape=shape._asdict(), iterations=res.iterations,
+               evaluations=res.evaluations, optimize_seconds=res.seconds, message=res.message,
+               curve_steps=cs, curve_loss=cl, edge=fam.edge, cap=fam.cap, P_star=float(fam.spectrum.P_star))
+    if baselines:
+        t1 = time.time()
+        base = tune_baselines(fam, mu=mu, cooldowns=cooldowns)
+        rec["baseline_seconds"] = time.time() - t1
+        rec["baselines"] = {k: dict(final_loss=b.final_loss, peak=b.peak, cooldown=b.cooldown) for k, b in base.items()}
+        rec["baseline_curves"] = {k: loss_curve(fam, b.arrays, num=num)[1] for k, b in base.items()}
+        rec["baseline_lr"] = {k: (b.arrays["eff"] if fam.optimizer == "momentum" else b.arrays[fam.names[0]])
+                              for k, b in base.items()}
+        best = min(base, key=lambda k: base[k].final_loss)
+        bl = base[best].final_loss
+        P_star = float(fam.spectrum.P_star)
+        rec.update(best_baseline=best, saving=1.0 - res.final_loss / bl,
+                   excess_saving=1.0 - (res.final_loss - P_star) / (bl - P_star))
+    rec["seconds"] = time.time() - t0
+    return rec
+
+
+def predictions(alpha: float, beta: float) -> dict:
+    """Published exponents mapped to PLRF, derived symbolically (sympy).
+
+    Li et al. 2026 (functional scaling laws; abstract and theorem statements as published): source exponent
+    ``s``, capacity ``b_F``; easy iff ``s >= 1 - 1/b_F``; then ``eta* = eta_peak (1 - z/N)^(2 b_F - 1)``,
+    ``eta_peak ~ N^-nu`` with ``nu = (s b_F - b_F + 1)/(s b_F + 1)`` and the (minimax) loss rate
+    ``N^-(s b_F/(s b_F + 1))``; hard: WSD with a vanishing decay fraction and ``E ~ N^-s``. PLRF -> FSL as in
+    ``theory.schedule_laws.fsl_params``: ``b_F = 2 alpha``, ``s = (2 alpha + 2 beta - 1)/(2 alpha)``. Their
+    setting has label noise ``sigma^2 > 0`` and infinitely many features; in PLRF the noise floor is ``P*(d)``
+    (it enters the gradient noise like label noise) and the spectrum stops at d modes, so these are the
+    exponents of the window where the loss is near ``P*`` while fewer than d modes are learned.
+
+    Noiseless window (our derivation, not from the papers): while ``P >> P*`` the gradient noise is
+    proportional to the loss itself, so a constant lr scales the noise and the signal alike; the best peak does
+    not depend on T (``xi = 0``) and the loss follows the signal term, ``(eta T)^-s`` (Li et al.'s hard-regime
+    rate, the PLRF ``F_pp`` exponent ``1 + (2 beta - 1)/(2 alpha)``).
+
+    Bordelon & Mori 2026: ``eta* ~ T^-xi (1 - t/T)^delta`` (easy) and WSD with a T-independent peak (hard);
+    their formulas for ``xi``, ``delta`` and the phase boundary were not accessible here (abstract only):
+    reported as None."""
+    import sympy as sp
+    a, b = sp.symbols("alpha beta", positive=True)
+    bF = 2 * a
+    s = (2 * a + 2 * b - 1) / (2 * a)
+    nu = sp.simplify((s * bF - bF + 1) / (s * bF + 1))
+    rate = sp.simplify(s * bF / (s * bF + 1))
+    delta = sp.simplify(2 * bF - 1)
+    margin = sp.simplify(s - (1 - 1 / bF))
+    sub = {a: alpha, b: beta}
+    easy = bool(float(margin.subs(sub)) >= 0)
+    return dict(
+        li_mapping=dict(capacity=str(bF), source=str(sp.simplify(s))),
+        li_easy_condition=f"{sp.simplify(margin)} >= 0",
+        li_easy=easy,
+        li_delta=float(delta.subs(sub)) if easy else None, li_delta_expr=str(delta),
+        li_nu=float(nu.subs(sub)) if easy else 0.0, li_nu_expr=str(nu),
+        li_loss_exponent=float(rate.subs(sub)) if easy else float(s.subs(sub)),
+        li_loss_exponent_expr=str(rate) if easy else str(sp.simplify(s)),
+        noiseless_xi=0.0, noiseless_loss_exponent=float(s.subs(sub)), noiseless_loss_exponent_expr=str(sp.simplify(s)),
+        bordelon_mori_xi=None, bordelon_mori_delta=None,
+        bordelon_mori_note="formulas not accessible (abstract only): eta* ~ T^-xi (1 - t/T)^delta (easy), "
+                           "WSD with T-independent peak and vanishing decay fraction (hard)")
+
+
+def fit_laws(records: Sequence[dict]) -> dict:
+    """Across horizons (>= 2 records): slopes of ``log peak``, ``log P(T)`` and ``log(P(T) - P*)`` against
+    ``log T`` (over all horizons and over the last two: a local slope), the end exponents and decay fractions
+    per horizon."""
+    recs = sorted(records, key=lambda r: r["steps"])
+    T = np.array([r["steps"] for r in recs], dtype=float)
+    peak = np.array([r["shape"]["peak"] for r in recs])
+    P = np.array([r["final_loss"] for r in recs])
+    exc = P - np.array([r["P_star"] for r in recs])
+    out = dict(steps=T.astype(int).tolist(), peak=peak.tolist(), final_loss=P.tolist(), excess=exc.tolist(),
+               delta=[r["shape"]["delta"] for r in recs], delta_err=[r["shape"]["delta_err"] for r in recs],
+               decay_fraction=[r["shape"]["decay_fraction"] for r in recs],
+               decay_fraction_90=[r["shape"]["decay_fraction_90"] for r in recs],
+               peak_over_edge=(peak / np.array([r["edge"] for r in recs])).tolist(),
+               saving=[r.get("saving") for r in recs], excess_saving=[r.get("excess_saving") for r in recs])
+    if len(recs) >= 2:
+        for name, y in (("peak", peak), ("loss", P), ("excess", exc)):
+            ok = y > 0
+            s, e = power_fit(T[ok], y[ok]) if ok.sum() >= 2 else (float("nan"), float("nan"))
+            out[f"{name}_slope"], out[f"{name}_slope_err"] = s, e
+            out[f"{name}_slope_last"] = float(np.log(y[-1] / y[-2]) / np.log(T[-1] / T[-2])) \
+                if y[-1] > 0 and y[-2] > 0 else float("nan")
+        base = [min(r["baselines"].values(), key=lambda b: b["final_loss"])["final_loss"]
+                for r in recs if "baselines" in r]
+        if len(base) == len(recs):
+            bexc = np.array(base) - np.array([r["P_star"] for r in recs])
+            out["best_baseline_loss"] = base
+            out["best_baseline_excess_slope"] = power_fit(T, bexc)[0] if np.all(bexc > 0) else float("nan")
+    return out
