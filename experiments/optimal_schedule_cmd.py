@@ -64,6 +64,9 @@ def add_arguments(p):
     p.add_argument("--d", type=opt.int_at_least(1), default=256, help="number of parameters (features) d")
     p.add_argument("--v", type=opt.int_at_least(1), default=None, help="data dimension v >= d; None = 4d")
     p.add_argument("--batch", type=opt.int_at_least(1), default=1, help="batch size B")
+    p.add_argument("--label-noise", dest="label_noise", type=opt._num(float, 0.0), default=0.0,
+                   help="label-noise variance sigma^2 (y = <x, b> + sigma eps): adds sigma^2 to P* (exact in the "
+                        "moment recursion: the gradient noise is proportional to P); 0 = PLRF as defined")
     p.add_argument("--steps", type=_steps_list, default=[100, 1000, 10000],
                    help="horizon(s) T, comma-separated (e.g. 1e2,1e3,1e4); laws are fitted over several")
     p.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS,
@@ -74,8 +77,9 @@ def add_arguments(p):
     p.add_argument("--objective", default="final", choices=("final", "anytime"),
                    help="final: log P(T); anytime: mean of log P(t) over 32 log-spaced t <= T")
     p.add_argument("--knots", type=opt.int_at_least(2), default=64, help="knots per schedule (piecewise linear)")
-    p.add_argument("--space", default="linear", choices=("linear", "log"),
-                   help="knots uniform in t/T (linear) or in log(1 + t)/log T (log)")
+    p.add_argument("--space", default="linear", choices=("linear", "log", "ends"),
+                   help="knots uniform in t/T (linear), in log(1 + t)/log T (log), or in t/T with a quarter of them "
+                        "log-spaced at each end (ends: warmup and end shape resolved to single steps)")
     p.add_argument("--frac", type=opt._num(float, 0.0, 1.0, lo_open=True), default=0.9,
                    help="every lr (heavy ball: lr/(1 - mu); DANA: g2) stays below frac x the largest stable "
                         "constant SGD lr (plrf.max_stable_lr); must be < 1")
@@ -144,7 +148,7 @@ def config_of(args, v) -> dict:
     return dict(command="optimal-schedule", alpha=args.alpha, beta=args.beta, d=args.d, v=v, batch=args.batch,
                 steps=list(args.steps), optimizer=args.optimizer, ema=args.ema, objective=args.objective,
                 knots=args.knots, space=args.space, frac=args.frac, mu_max=args.mu_max, momentum=args.momentum,
-                maxiter=args.maxiter, spectrum=spectrum, seed=args.seed if spectrum == "sampled" else None,
+                maxiter=args.maxiter, label_noise=args.label_noise, spectrum=spectrum, seed=args.seed if spectrum == "sampled" else None,
                 W_file=args.W_file, W_sha256=w_sha)
 
 
@@ -163,11 +167,15 @@ def _spectrum(args, v, W):
     import plrf
     problem = plrf.Problem(args.alpha, args.beta, v, args.d)
     if W is not None:
-        return plrf.instance_from_W(problem, W).spectrum
-    if args.spectrum == "sampled":
-        return plrf.sample_spectrum(problem, key=jax.random.key(args.seed))
-    from theory.deterministic import deterministic_spectrum
-    return deterministic_spectrum(args.alpha, args.beta, args.d, v=v)
+        spec = plrf.instance_from_W(problem, W).spectrum
+    elif args.spectrum == "sampled":
+        spec = plrf.sample_spectrum(problem, key=jax.random.key(args.seed))
+    else:
+        from theory.deterministic import deterministic_spectrum
+        spec = deterministic_spectrum(args.alpha, args.beta, args.d, v=v)
+    if args.label_noise:
+        spec = spec._replace(P_star=spec.P_star + args.label_noise)
+    return spec
 
 
 def _family(args, spec, T):
@@ -296,6 +304,8 @@ def _plot_all(res, file):
 def _title(res):
     c = res["config"]
     opt_name = c["optimizer"] + (f", EMA {c['ema']}" if c.get("ema") is not None else "")
+    if c.get("label_noise"):
+        opt_name += rf", label noise $\sigma^2$={c['label_noise']:g}"
     return (rf"PLRF $\alpha$={c['alpha']}, $\beta$={c['beta']}, d={c['d']}, v={c['v']}, B={c['batch']}, "
             f"{opt_name}, {c['objective']} objective, {c['knots']} knots in {c['space']} t")
 

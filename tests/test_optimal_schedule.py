@@ -217,3 +217,22 @@ def test_cli_bad_option_exits_2_naming_it(tmp_path, capsys, argv, needle):
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err, err
     assert not (out / "results.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Monte Carlo: eigen SGD under the optimised schedule
+
+@pytest.mark.slow   # ~10 s: an L-BFGS run and the eigen simulator's compilation
+def test_eigen_sgd_under_optimal_schedule_matches_prediction():
+    import jax
+    spec = plrf.sample_spectrum(plrf.Problem(1.0, 0.7, 64, 16), key=jax.random.key(3))   # unit multiplicities
+    steps = 200
+    fam = ScheduleFamily(spec, steps=steps, knots=16)
+    res = optimize(fam, maxiter=80)
+    grid = plrf.log_grid(steps, 16)
+    exact = plrf.expected_loss(spec, O.sgd(res.arrays["lr"]), steps=steps, grid=grid)
+    mc = plrf.simulate(spec, O.sgd(res.arrays["lr"]), steps=steps, method="eigen", key=jax.random.key(7),
+                       seeds=400, grid=grid)
+    z = (mc.loss[1:] - exact.loss[1:]) / mc.stderr[1:]
+    assert np.all(np.abs(z) < 4), z
+    assert np.isclose(exact.loss[-1], res.final_loss, rtol=1e-12)

@@ -12,7 +12,8 @@ The exact expected loss of any linear optimizer (:mod:`plrf.moments`, the recurs
     outputs of the reverse scan (a closed-over array read with a dynamic index would accumulate a full-length
     cotangent every step: O(T^2)).
   * parameterises schedules by ``K >= 2`` knots (:class:`ScheduleFamily`), piecewise-linear in ``t/T``
-    (``space='linear'``) or in ``log(1 + t)/log(T)`` (``space='log'``), positive and inside the stability edge
+    (``space='linear'``), in ``log(1 + t)/log(T)`` (``space='log'``) or in ``t/T`` with extra knots log-spaced
+    at both ends (``space='ends'``: warmups and end shapes resolved to single steps), positive and inside the stability edge
     by a smooth bound: ``lr_knot = cap * sigmoid(z)`` with ``cap = frac * plrf.max_stable_lr(spectrum, B)``
     (interpolation of the knot values keeps every step below ``cap``). Optimizers:
 
@@ -66,7 +67,7 @@ from plrf import optimizers as O
 from plrf.spectrum import Spectrum
 
 OPTIMIZERS = ("sgd", "momentum", "dana-decaying")
-SPACES = ("linear", "log")
+SPACES = ("linear", "log", "ends")
 BASELINES = ("constant", "cosine", "linear", "wsd")
 UNROLL = 1      # steps per iteration of the inner scan
 
@@ -165,18 +166,31 @@ def exact_loss(spectrum: Spectrum, opt: O.Optimizer, *, steps: int, batch: int =
 # ---------------------------------------------------------------------------------------------------------
 # schedule parameterisation
 
-def knot_positions(knots: int) -> np.ndarray:
-    """Knot coordinates ``u_j = j / (K - 1)`` in [0, 1]."""
-    return np.linspace(0.0, 1.0, int(knots))
+def knot_positions(knots: int, space: str = "linear", steps: Optional[int] = None) -> np.ndarray:
+    """Knot coordinates in [0, 1] (increasing, ``knots`` of them): uniform ``j/(K-1)`` for ``linear`` and
+    ``log``; for ``ends`` (coordinate ``t/(T-1)``), half uniform and a quarter each log-spaced at both ends
+    (``t`` and ``T-1-t`` geometric from 1 to T/4), so a warmup and the end shape ``(1 - t/T)^delta`` are resolved
+    down to single steps; knots closer than one step are merged (then fewer than ``knots``)."""
+    K = int(knots)
+    if space != "ends":
+        return np.linspace(0.0, 1.0, K)
+    if steps is None:
+        raise ValueError("space='ends' needs steps")
+    q = max(K // 4, 1)
+    n_end = max(float(steps - 1), 1.0)
+    geo = np.geomspace(1.0, max(0.25 * n_end, 1.0), q) / n_end
+    u = np.concatenate([np.linspace(0.0, 1.0, K - 2 * q), geo, 1.0 - geo])
+    u = np.unique(np.clip(np.round(u * n_end), 0, n_end)) / n_end      # knots on steps, merged
+    return u
 
 
 def step_coords(steps: int, space: str) -> np.ndarray:
-    """The coordinate of steps ``0..steps-1`` in [0, 1]: ``t/(T-1)`` (``linear``) or ``log(1+t)/log(T)``
-    (``log``); with ``knots == steps`` and ``linear`` every step is a knot."""
+    """The coordinate of steps ``0..steps-1`` in [0, 1]: ``t/(T-1)`` (``linear``, ``ends``) or
+    ``log(1+t)/log(T)`` (``log``); with ``knots == steps`` and ``linear`` every step is a knot."""
     t = np.arange(steps, dtype=np.float64)
     if steps == 1:
         return np.zeros(1)
-    if space == "linear":
+    if space in ("linear", "ends"):
         return t / (steps - 1)
     if space == "log":
         return np.log1p(t) / math.log(steps)
@@ -218,7 +232,8 @@ class ScheduleFamily:
         self.knots, self.space, self.frac, self.mu_max, self.ema = int(knots), space, float(frac), float(mu_max), ema
         self.edge = plrf.max_stable_lr(spectrum, self.batch)
         self.cap = self.frac * self.edge
-        self.u = knot_positions(self.knots)
+        self.u = knot_positions(self.knots, space, self.steps)
+        self.knots = int(self.u.size)            # 'ends' merges knots closer than a step
         self.x = step_coords(self.steps, space)
         self.block = block
         trace = spectrum.trace
