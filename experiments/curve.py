@@ -53,8 +53,8 @@ def _validate(args):
         raise ValueError(f"--v must be >= --d, got v={v} < d={args.d}")
     if args.schedule not in _schedule_names():
         raise ValueError(f"--schedule must be one of {', '.join(_schedule_names())}, got {args.schedule!r}")
-    if args.optimizer == "schedule-free" and (args.weight_decay or args.ema is not None):
-        raise ValueError("--optimizer schedule-free takes neither --weight-decay nor --ema (it averages itself)")
+    from .optim_options import check_args
+    check_args(args)
     W = opt.load_matrix(args.W_file, "--W-file", (v, args.d)) if args.W_file else None
     budget.check(budget.curve(d=args.d, v=v, batch=args.batch, seeds=args.seeds, steps=args.steps,
                               method=args.method, num=args.num, W_file=args.W_file), args,

@@ -125,13 +125,11 @@ def ladder_optimizer_fn(args, alpha: float, beta: float):
     ...); --weight-decay and --ema as given."""
     if plain_sgd(args):
         return None
-    import numpy as np
-
     from plrf import optimizers as O
     from plrf.schedules import constant
 
     def fn(spectrum, lr, d):
-        trace = float(np.sum(np.asarray(spectrum.n) * np.asarray(spectrum.lam)))
+        trace = spectrum.trace
         if args.optimizer.startswith("dana"):
             lr = O.dana_defaults(trace, d, alpha, beta)["g2"]
         else:

@@ -195,18 +195,15 @@ def run(args):
     from . import budget
     budget.check(budget.theory(d=d, v=v, spectrum=args.spectrum, num=args.num, batch=args.batch), args,
                  say=budget.teller(args, "theory"))
-    from .optim_options import default_lr_factor
-    if args.optimizer == "schedule-free" and (args.weight_decay or args.ema is not None):
-        raise ValueError("--optimizer schedule-free takes neither --weight-decay nor --ema (it averages itself)")
+    from .optim_options import check_args, config_entries, default_lr_factor
+    check_args(args)
     dana = args.optimizer.startswith("dana")
     lr = args.lr if args.lr is not None else (None if dana else _default_lr(a, d, v) * default_lr_factor(args))
     config = dict(command="theory", alpha=a, beta=b, d=d, v=("inf" if v is None else v), lr=lr, batch=args.batch,
                   steps=args.steps, schedule=args.schedule, spectrum=args.spectrum,
                   seed=(args.seed if args.spectrum == "sampled" else None), num=args.num,
                   flops_per_step=d * args.batch)
-    if not _plain_sgd(args):   # the optimizer's options (SGD runs keep the configuration they always had)
-        config.update(optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay, ema=args.ema,
-                      dana_g3=args.dana_g3, dana_delta=args.dana_delta, dana_kappa=args.dana_kappa)
+    config.update(config_entries(args))   # empty for plain SGD: its runs keep the configuration they always had
     schedule = plrf.schedules.by_name(args.schedule, lr, args.steps) if lr is not None else None
     if schedule is not None:
         config["schedule"] = schedule.config
@@ -222,7 +219,8 @@ def _run(args, config, out_dir, t0, resolved):
 
     a, b, d, v, lr, schedule = resolved
     spec = _spectrum(args, a, b, d, v)
-    if not _plain_sgd(args):
+    from .optim_options import plain_sgd
+    if not plain_sgd(args):
         return _run_optimizer(args, config, out_dir, t0, spec, (a, b, d, v, lr))
     edges = plrf.stability_edges(spec, args.batch)
     if schedule.peak >= edges.max_lr:
@@ -290,10 +288,6 @@ def replot(out_dir):
     return ["theory.png"]
 
 
-def _plain_sgd(args) -> bool:
-    return args.optimizer == "sgd" and not args.weight_decay and args.ema is None
-
-
 def _run_optimizer(args, config, out_dir, t0, spec, resolved):
     """Any optimizer of plrf.optimizers other than plain SGD: its exact expected loss (and the averaged iterate's,
     with --ema) by the log-time solver, next to plain SGD at the same effective learning rate. The asymptotic
@@ -306,10 +300,9 @@ def _run_optimizer(args, config, out_dir, t0, spec, resolved):
 
     from .optim_options import build_optimizer, effective_lr
     a, b, d, v, lr = resolved
-    trace = float(np.sum(np.asarray(spec.n) * np.asarray(spec.lam)))
-    if lr is None:   # DANA: g2 of the authors' comparison script on this spectrum
+    trace = spec.trace
+    if lr is None:   # DANA: g2 of the authors' comparison script on this spectrum (stored as peak_lr)
         lr = plrf.optimizers.dana_defaults(trace, d, a, b)["g2"]
-        config["lr_resolved"] = lr
     schedule = plrf.schedules.by_name(args.schedule, lr, args.steps)
     optimizer = build_optimizer(args, schedule, trace=trace, d=d, alpha=a, beta=b)
     curve = solve_logtime(spec, optimizer, steps=args.steps, batch=args.batch, num=args.num)  # checks stability
@@ -319,7 +312,7 @@ def _run_optimizer(args, config, out_dir, t0, spec, resolved):
                         batch=args.batch, grid=np.asarray(curve.steps))
     flops = (d * args.batch) * steps.astype(np.float64)
     results = dict(steps=steps, flops=flops, loss=np.asarray(curve.loss)[1:], lr=np.asarray(curve.lr)[1:],
-                   sgd_loss=np.asarray(sgd.loss)[1:], sgd_lr=eff, P_star=float(spec.P_star),
+                   sgd_loss=np.asarray(sgd.loss)[1:], sgd_lr=eff, peak_lr=lr, P_star=float(spec.P_star),
                    P0=float(curve.loss[0]), optimizer_config=optimizer.config, spectrum_size=int(spec.lam.size),
                    solver_intervals=int(curve.intervals),
                    components=None, components_note="the asymptotic components are SGD formulas (theory.components)"

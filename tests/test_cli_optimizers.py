@@ -48,6 +48,11 @@ def test_theory_momentum_with_ema_equals_the_exact_recursion(tmp_path, capsys):
     np.testing.assert_allclose(r["ema_loss"], ex.readouts["average"][0][1:], rtol=1e-3)
     assert r["components"] is None and "SGD formulas" in r["components_note"]
     assert is_png(out / "theory.png")
+    # DANA (lr resolved from the spectrum, stored as peak_lr): the same command again resumes, it is not refused
+    dana = [*THEORY, "--optimizer", "dana-decaying", "--out", tmp_path / "dana"]
+    assert run_cli(dana) == 0 and run_cli(dana) == 0
+    assert load_results(tmp_path / "dana")["peak_lr"] == pytest.approx(
+        O.dana_defaults(spec.trace, 100, 1.0, 0.7)["g2"])
     # another optimizer into the same directory: refused before any work, naming the option
     err = _exit2([*THEORY, "--optimizer", "nesterov", "--momentum", 0.8, "--ema", 0.05, "--out", out], capsys)
     assert "different configuration" in err and "optimizer" in err
