@@ -25,6 +25,7 @@ COMMANDS = {
     "phase-diagram": ("phase_diagram", "the 4+3 phase diagram: measured vs theoretical exponents over (alpha, beta)"),
     "schedules": ("schedules_cmd", "learning-rate schedules: simulation vs exact and approximate predictors"),
     "collapse": ("collapse_cmd", "scaling collapse of compute-optimal loss curves"),
+    "optimal-schedule": ("optimal_schedule_cmd", "optimal lr/momentum schedules from the exact theory vs tuned baselines"),
     "plot": ("plot_cmd", "redraw the figures of a results directory without recomputing"),
 }
 
