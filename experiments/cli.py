@@ -36,6 +36,7 @@ UNSTABLE_HINT = {
     "phase-diagram": "lower --c (lr = c / sum_{j<=v} j^{-2 alpha}; the default 0.5 is stable)",
     "collapse": "lower --c (lr = c / sum_j j^{-2 alpha}; the default 0.5 is stable)",
     "schedules": "lower --lr-frac or --scan-lr-fracs",
+    "optimal-schedule": "lower --frac (the schedules stay below frac x the largest stable constant lr) or --momentum",
 }
 
 

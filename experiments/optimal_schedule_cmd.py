@@ -77,7 +77,7 @@ def add_arguments(p):
     p.add_argument("--objective", default="final", choices=("final", "anytime"),
                    help="final: log P(T); anytime: mean of log P(t) over 32 log-spaced t <= T")
     p.add_argument("--knots", type=opt.int_at_least(2), default=64, help="knots per schedule (piecewise linear)")
-    p.add_argument("--space", default="linear", choices=("linear", "log", "ends"),
+    p.add_argument("--space", default="ends", choices=("linear", "log", "ends"),
                    help="knots uniform in t/T (linear), in log(1 + t)/log T (log), or in t/T with a quarter of them "
                         "log-spaced at each end (ends: warmup and end shape resolved to single steps)")
     p.add_argument("--frac", type=opt._num(float, 0.0, 1.0, lo_open=True), default=0.9,

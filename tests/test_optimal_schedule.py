@@ -175,7 +175,8 @@ def test_cli_tiny_run_resume_and_replot(tmp_path):
     from cli_util import is_png, load_results, run_cli
     from theory.deterministic import deterministic_spectrum
     out = tmp_path / "opt"
-    argv = ["optimal-schedule", "--d", 16, "--steps", "60,120", "--knots", 8, "--maxiter", 40, "--out", out,
+    argv = ["optimal-schedule", "--d", 16, "--steps", "60,120", "--knots", 8, "--space", "linear", "--maxiter", 40,
+            "--out", out,
             "--quiet"]
     assert run_cli(argv) == 0
     res = load_results(out)
