@@ -29,14 +29,15 @@ PRESETS = {
     "quick": dict(alphas=(0.35, 0.65, 1.1), betas=(0.4, 0.8, 1.3), d_min=16, d_max=2 ** 19, per_octave=1.0,
                   flops_max=1e12),
     "full": dict(alphas=tuple(np.round(np.arange(0.15, 1.51, 0.1), 3)), betas=tuple(np.round(np.arange(0.15, 1.61, 0.1), 3)),
-                 d_min=16, d_max=2 ** 23, per_octave=2.0, flops_max=1e15),
+                 d_min=16, d_max=2 ** 27, per_octave=2.0, flops_max=1e16),
 }
 
 
 def add_arguments(p):
     p.add_argument("--preset", choices=sorted(PRESETS), default="quick",
                    help="quick: 3x3 grid + named points, d <= 5e5, f <= 1e12 (~10 min on 2 cores); "
-                        "full: 0.1-spaced grid, d <= 8e6, f <= 1e15 (hours)")
+                        "full: 0.1-spaced grid, d <= 1.3e8, f <= 1e16, two rungs per octave (estimated 19 h on 2 cores; "
+                        "resumable)")
     p.add_argument("--alphas", type=opt.positive_float, nargs="*", default=None, help="override the preset's alpha grid")
     p.add_argument("--betas", type=opt.real, nargs="*", default=None, help="override the preset's beta grid")
     p.add_argument("--no-named", action="store_true", help="skip the named points (one per phase)")
