@@ -25,6 +25,7 @@ DEFAULT_OUT = "runs/schedules"
 DEFAULT_SCHEDULES = ("constant", "cosine", "linear", "wsd-linear", "wsd-cosine", "wsd-1-sqrt", "step-8-1-1",
                      "cosine-3")
 FIT_ON = ("constant", "cosine")
+OPTIMAL = "optimal"   # the schedule minimising the exact final loss (theory.optimal_schedule), SGD only
 Z_LIMIT = 3.0
 
 
@@ -40,7 +41,8 @@ def add_arguments(p):
     p.add_argument("--seeds", type=opt.int_at_least(2), default=1024, help="eigen-SGD seeds per schedule (>= 2)")
     p.add_argument("--seed", type=opt.int_at_least(0), default=0, help="base seed (W and the SGD keys)")
     p.add_argument("--schedules", nargs="+", default=list(DEFAULT_SCHEDULES), metavar="NAME",
-                   help="schedules (plrf.schedules.by_name names)")
+                   help="schedules (plrf.schedules.by_name names, and 'optimal': the SGD schedule minimising the "
+                        "exact final loss, theory.optimal_schedule)")
     p.add_argument("--cooldown", type=opt.fraction, default=0.2, help="cooldown fraction of the wsd-* schedules")
     p.add_argument("--num", type=opt.int_at_least(4), default=60,
                    help="log-spaced grid points (plus 41 uniformly spaced ones)")
@@ -62,9 +64,9 @@ def add_arguments(p):
 
 def _validate(args):
     from plrf.schedules import NAMES
-    bad = [s for s in args.schedules if s not in NAMES]
+    bad = [s for s in args.schedules if s not in NAMES and s != OPTIMAL]
     if bad:
-        raise ValueError(f"--schedules: unknown {bad}; valid names: {', '.join(NAMES)}")
+        raise ValueError(f"--schedules: unknown {bad}; valid names: {', '.join(NAMES)}, {OPTIMAL}")
     if len(set(args.schedules)) != len(args.schedules):
         raise ValueError(f"--schedules: duplicate names in {args.schedules}")
     for name, vals in (("--lr-frac", [args.lr_frac]), ("--scan-lr-fracs", args.scan_lr_fracs)):
@@ -74,8 +76,11 @@ def _validate(args):
         raise ValueError(f"--v must be >= --d, got v={args.v} < d={args.d}")
     if args.steps < 10:
         raise ValueError(f"--steps must be >= 10, got {args.steps}")
-    from .optim_options import check_args
+    from .optim_options import check_args, plain_sgd
     check_args(args)
+    if OPTIMAL in args.schedules and not plain_sgd(args):
+        raise ValueError(f"--schedules {OPTIMAL}: the optimal schedule row is computed for plain SGD only "
+                         "(use plrf optimal-schedule --optimizer for momentum and DANA)")
     from . import budget
     v = args.v if args.v is not None else 4 * args.d
     budget.check(budget.schedules(d=args.d, v=v, batch=args.batch, seeds=args.seeds, steps=args.steps,
@@ -84,8 +89,27 @@ def _validate(args):
                  say=budget.teller(args, "schedules"))
 
 
-def _make(name, peak, steps, cooldown):
+def _optimal(spec, steps, batch):
+    """The SGD schedule minimising the exact final loss (theory.optimal_schedule: 64 knots, 'ends' spacing, inside
+    0.9 of the edge, L-BFGS-B) and what replot needs to rebuild it (its knots)."""
+    from theory.optimal_schedule import ScheduleFamily, optimize
+    fam = ScheduleFamily(spec, steps=steps, batch=batch, knots=64, space="ends")
+    res = optimize(fam, maxiter=300)
+    info = dict(space=fam.space, knots_u=fam.u.tolist(), knots_lr=np.asarray(res.knots["lr"]).tolist(),
+                cap=fam.cap, final_loss=res.final_loss, iterations=res.iterations, message=res.message)
+    return res.arrays["lr"], info
+
+
+def _optimal_from_info(info, steps):
+    """The per-step lr of the stored optimal schedule (the same interpolation as ScheduleFamily.per_step)."""
+    from theory.optimal_schedule import step_coords
+    return np.interp(step_coords(steps, info["space"]), np.asarray(info["knots_u"]), np.asarray(info["knots_lr"]))
+
+
+def _make(name, peak, steps, cooldown, optimal_lr=None):
     import plrf
+    if name == OPTIMAL:
+        return plrf.schedules.from_array(optimal_lr)
     kw = dict(cooldown=cooldown) if name.startswith("wsd-") else {}
     return plrf.schedules.by_name(name, peak, steps, **kw)
 
@@ -210,7 +234,11 @@ def _run(args, config, out, t0):
     peak = args.lr_frac * lr_max * default_lr_factor(args)
     T = args.steps
     names = list(args.schedules)
-    scheds = {n: _make(n, peak, T, args.cooldown) for n in dict.fromkeys(names + (list(FIT_ON) if sgd else []))}
+    optimal_lr, optimal_info = (None, None)
+    if OPTIMAL in names:
+        optimal_lr, optimal_info = _optimal(spec, T, args.batch)
+    scheds = {n: _make(n, peak, T, args.cooldown, optimal_lr)
+              for n in dict.fromkeys(names + (list(FIT_ON) if sgd else []))}
     trace = float(spec.trace)
 
     def optimizer(schedule):   # the schedule itself for plain SGD; otherwise the optimizer driven by it
@@ -239,10 +267,11 @@ def _run(args, config, out, t0):
     from plrf.schedules import NAMES
     with Progress(len(names), desc="eigen SGD", unit="schedule", quiet=args.quiet) as bar:
         for n in names:
-            key = jax.random.fold_in(k_sgd, NAMES.index(n))   # a schedule's seeds do not depend on the others
+            idx = NAMES.index(n) if n in NAMES else len(NAMES)   # 'optimal' after the named ones
+            key = jax.random.fold_in(k_sgd, idx)   # a schedule's seeds do not depend on the others
             L = _sgd(spec, optimizer(scheds[n]), args=args, key=key, grid=grid)
             m, se = L.mean(0), L.std(0, ddof=1) / math.sqrt(L.shape[0])
-            ag = agreement(L, exact[n], grid, key=jax.random.fold_in(k_boot, NAMES.index(n)), z_limit=Z_LIMIT)
+            ag = agreement(L, exact[n], grid, key=jax.random.fold_in(k_boot, idx), z_limit=Z_LIMIT)
             zinfo[n] = dict(ag.as_dict(), skewness=skewness(L))
             sim[n] = dict(mean=m, stderr=se, z=ag.z)
             bar.update()
@@ -304,7 +333,8 @@ def _run(args, config, out, t0):
         agreement_band={n: zinfo[n]["within_band"] for n in names},
         error_table=table, error_from_step=from_step,
         fits=dict(tissue=tissue._asdict(), multipower=mpow._asdict(), fit_on=list(FIT_ON)),
-        wsd_cooldown_scan=scan_c, lr_scan=scan_lr)
+        wsd_cooldown_scan=scan_c, lr_scan=scan_lr,
+        **({"optimal_schedule": optimal_info} if optimal_info else {}))
     out.save(results, dataset(results, names, list(preds)), wall_time=time.time() - t0)
     md = _table_md(rows, names, list(preds), from_step, zinfo, scan_c, scan_lr, config, peak, lr_max)
     with open(out.file("table.md"), "w") as f:
@@ -360,7 +390,8 @@ def replot(out_dir):
     S = r["schedules"]
     pnames = list(S[names[0]]["predictions"]) if names else []
     A = lambda x: np.asarray(x, dtype=float)  # noqa: E731
-    scheds = {n: _make(n, peak, cfg["steps"], cfg["cooldown"]) for n in names}
+    opt_lr = _optimal_from_info(r["optimal_schedule"], cfg["steps"]) if OPTIMAL in names else None
+    scheds = {n: _make(n, peak, cfg["steps"], cfg["cooldown"], opt_lr) for n in names}
     exact = {n: A(S[n]["exact"]) for n in names}
     sim = {n: dict(mean=A(S[n]["sim_mean"]), stderr=A(S[n]["sim_stderr"])) for n in names}
     pred = {(n, p): A(S[n]["predictions"][p]) for n in names for p in pnames}
@@ -508,7 +539,7 @@ def plot_schedules(grid, names, scheds, exact, sim, pred_loss, pnames, cfg, peak
         lr = np.asarray(scheds[n](tt[:-1]), dtype=float) / peak   # lr of step t -> t + 1
         ax3.plot(tt[1:], lr, "k-", lw=1.0)
         ax3.axvspan(T / 2, T, color="C0", alpha=0.08, lw=0)
-        ax3.set(xlim=(0, T), ylim=(-0.05, 1.12), xlabel="SGD step $t$ (linear)", ylabel=r"$\eta_t/\eta_{peak}$")
+        ax3.set(xlim=(0, T), ylim=(-0.05, max(1.12, 1.05 * float(np.max(lr)))), xlabel="SGD step $t$ (linear)", ylabel=r"$\eta_t/\eta_{peak}$")
         ax4.set(xlim=(T / 2, T), yscale="log", ylim=(lo4, hi4), xlabel="SGD step $t$ (linear, second half)",
                 ylabel="loss $P$")
         for a in (ax, ax2, ax3, ax4):

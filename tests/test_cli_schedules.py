@@ -228,3 +228,31 @@ def test_schedules_schedule_free_with_ema_exits_2(capsys, tmp_path):
         _run(["schedules", "--optimizer", "schedule-free", "--ema", "0.1", "--out", tmp_path / "x", "--quiet"])
     assert exc.value.code == 2
     assert "--ema" in capsys.readouterr().err and not (tmp_path / "x" / "results.json").exists()
+
+
+@pytest.mark.slow   # ~1-2 min: an L-BFGS optimisation and two eigen programs
+def test_schedules_optimal_row(tmp_path):
+    """``--schedules ... optimal``: the schedule of theory.optimal_schedule on the run's W, simulated and
+    predicted like the others; its exact final loss is the optimiser's (re-evaluated by plrf.expected_loss), lower
+    than the constant lr's, and the stored knots rebuild the per-step lr (replot) exactly."""
+    from experiments.schedules_cmd import _optimal_from_info
+    out = tmp_path / "opt"
+    assert _run(["schedules", "--d", 32, "--steps", 300, "--seeds", 64, "--schedules", "constant", "optimal",
+                 "--num", 20, "--scan-cooldowns", 0.1, 0.3, "--scan-lr-fracs", 0.3, 0.6, "--out", out,
+                 "--quiet"]) == 0
+    res = _load(out)
+    info, S = res["optimal_schedule"], res["schedules"]
+    assert S["optimal"]["exact"][-1] == pytest.approx(info["final_loss"], rel=1e-10)
+    assert S["optimal"]["exact"][-1] < 0.9 * S["constant"]["exact"][-1]
+    steps = np.asarray(res["steps"])
+    lr = _optimal_from_info(info, 300)
+    np.testing.assert_allclose(np.asarray(S["optimal"]["lr"]), lr[np.maximum(steps - 1, 0)], rtol=1e-12)
+    assert np.max(lr) <= info["cap"] * (1 + 1e-12)
+    assert S["optimal"]["agreement"]["within_band"]
+    assert {r["predictor"] for r in res["error_table"] if r["schedule"] == "optimal"} >= {"noise-ode", "equilibrium"}
+
+
+def test_schedules_optimal_row_is_sgd_only(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        _run(["schedules", "--schedules", "optimal", "--optimizer", "momentum", "--out", tmp_path / "x", "--quiet"])
+    assert exc.value.code == 2 and "optimal" in capsys.readouterr().err
