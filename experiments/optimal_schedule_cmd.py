@@ -67,7 +67,7 @@ def add_arguments(p):
     p.add_argument("--label-noise", dest="label_noise", type=opt._num(float, 0.0), default=0.0,
                    help="label-noise variance sigma^2 (y = <x, b> + sigma eps): adds sigma^2 to P* (exact in the "
                         "moment recursion: the gradient noise is proportional to P); 0 = PLRF as defined")
-    p.add_argument("--steps", type=_steps_list, default=[100, 1000, 10000],
+    p.add_argument("--steps", type=_steps_list, default=[100, 1000, 10000, 100000],
                    help="horizon(s) T, comma-separated (e.g. 1e2,1e3,1e4); laws are fitted over several")
     p.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS,
                    help="sgd (lr schedule), momentum (heavy ball as optax.sgd(lr, momentum): lr and momentum "
