@@ -69,7 +69,8 @@ def main(argv=None):
         if rc:
             return rc
     recs = records(args.out, points)
-    plot_local_slopes(recs, os.path.join(args.out, "local_slopes.png"))
+    plot_local_slopes(recs, os.path.join(args.out, "local_slopes.png"),
+                      which="named points" if args.points == "named" else "five more points")
     with open(os.path.join(args.out, "table.md"), "w") as f:
         f.write(table(recs) + "\n")
     print(table(recs))

@@ -339,7 +339,7 @@ def plot_scatter(records, path):
     return fig
 
 
-def plot_local_slopes(records, path):
+def plot_local_slopes(records, path, which=None):
     from .plotting import new_figure, save
     fig, axes = new_figure(2, 1, width=5.6, height=4.4)
     named = [r for r in records if r["label"] != "grid"] or records   # grid points when run with --no-named
@@ -347,7 +347,8 @@ def plot_local_slopes(records, path):
         for i, r in enumerate(named):
             col, ls = POINT_STYLES.get(r["label"], (f"C{i % 10}", "-"))
             ax.plot(r["local_flops"], r[f"local_{key}"], ls=ls, color=col, lw=1.5,
-                    label=f"{r['label']} ({r['alpha']}, {r['beta']})")
+                    label=(f"{r['label']} {r.get('phase', '')}" if r["label"].startswith("(")
+                           else f"{r['label']} ({r['alpha']}, {r['beta']})"))
             ax.axhline(r[f"{key}_theory"], color=col, ls="--", lw=0.9, alpha=0.8)
         sym = r"\xi" if key == "xi" else r"\eta"
         if any(np.size(r["local_flops"]) for r in named):
@@ -355,10 +356,11 @@ def plot_local_slopes(records, path):
         else:   # a narrow ladder: no window of local slopes (say so instead of an empty log axis)
             ax.text(0.5, 0.5, "no local slopes: the ladder is too narrow\n(raise --d-max or --flops-max)",
                     transform=ax.transAxes, ha="center", va="center", fontsize=8)
-        ax.set(xlabel="compute $f$", ylabel=f"local ${sym}$", title=f"local ${sym}$ vs compute (dashed: asymptote)")
+        ax.set(xlabel="compute $f$", ylabel=f"local ${sym}$", title=f"local ${sym}$ vs compute (dashed: theory)")
         ax.grid(alpha=0.3)
     h, lab = axes[0, 0].get_legend_handles_labels()
-    which = "named points" if named[0]["label"] != "grid" else "grid points (run without named points)"
+    if which is None:
+        which = "named points" if named[0]["label"] != "grid" else "grid points (run without named points)"
     fig.suptitle(rf"Local slopes of the compute-optimal frontier at the {which} ($\alpha$, $\beta$)")
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.legend(h, lab, loc="lower center", ncol=4, fontsize=8.5, frameon=False)
