@@ -126,8 +126,10 @@ def expected_block(opt, modes: int) -> int:
     # the block's two (m, nz d) matrices stay in cache: m nz d 8 bytes <= EXPECTED_BLOCK_BYTES (measured at
     # d = 1024: m = 64 for SGD, 32 for heavy ball, 16 with an EMA are the fastest)
     m = EXPECTED_BLOCK_BYTES // (8 * nz * max(int(modes), 1))
-    m = 1 << max(int(m).bit_length() - 1, 0)
-    return int(min(max(m, EXPECTED_BLOCK_MIN), EXPECTED_BLOCK))
+    if m < EXPECTED_BLOCK_MIN:   # the matrices would not stay in cache: stepping is faster (measured at d = 1e4)
+        return 0
+    m = 1 << (int(m).bit_length() - 1)
+    return int(min(m, EXPECTED_BLOCK))
 
 
 def expected(lam, n, w, P_star, opt, batch, grid):
