@@ -2,6 +2,8 @@
 
     PYTHONPATH=. python benchmarks/theory.py            # (or python -m benchmarks.theory) d = 1e3 (1e6 steps) and d = 1e4 (1e7 steps; 1e10 timed)
     PYTHONPATH=. python benchmarks/theory.py --quick    # d = 1e3 only, 1e5 steps
+    PYTHONPATH=. python benchmarks/theory.py --optimizers   # momentum, momentum + EMA, DANA-decaying at d = 1e4:
+                                                         # error vs the exact recursion (1e5 steps), 1e10 steps timed
 
 Spectra: d = 1e3 is one sampled W (alpha = 1, beta = 0.7, v = 4d); d = 1e4 is the power-law spectrum
 ``lam_k = k^-2alpha, w_k = k^(-2alpha-2beta)`` (sampling W at d = 1e4, v = 4e4 costs minutes). lr = 0.9 x the
@@ -45,11 +47,41 @@ def spectra(quick: bool):
     return out
 
 
+def optimizers(rtol):
+    """The log-time solver for optimizers other than SGD on the d = 1e4 power-law spectrum: max relative error
+    against the exact recursion (plrf.expected_loss; the blocked path for the constant ones) over 1e5 steps, and
+    the time of 1e10 steps (first call with compilation, then warm)."""
+    from plrf import optimizers as O
+    k = np.arange(1, 10001.0)
+    spec = plrf.make_spectrum(k ** -2.0, k ** -3.4, 1e-9)
+    edge = plrf.max_stable_lr(spec)
+    dd = O.dana_defaults(float(np.sum(spec.lam)), 10000, 1.0, 0.7)
+    cases = {"momentum 0.9": O.momentum(0.05 * edge, 0.9), "momentum 0.9 + EMA 1e-3": O.momentum(0.05 * edge, 0.9,
+                                                                                                  ema=1e-3),
+             "dana-decaying": O.dana_decaying(dd["g2"], dd["g3_decaying"], delta=dd["delta"], kappa=dd["kappa"])}
+    rows = []
+    for name, opt in cases.items():
+        steps = 10 ** 5
+        grid = _grid(steps)
+        ex, t_ex = _timed(plrf.expected_loss, spec, opt, steps=steps, grid=grid)
+        lt, t_lt1 = _timed(logtime.solve_logtime, spec, opt, steps=steps, grid=grid, rtol=rtol)
+        err = float(np.max(np.abs(lt.loss / ex.loss - 1)))
+        big, t_big1 = _timed(logtime.solve_logtime, spec, opt, steps=10 ** 10, rtol=rtol)
+        big, t_big = _timed(logtime.solve_logtime, spec, opt, steps=10 ** 10, rtol=rtol)
+        rows.append((name, err, t_ex, t_lt1, t_big1, t_big, big.intervals))
+        print(f"  {name}: max rel err {err:.2e} over 1e5 steps (exact {t_ex:.1f} s); 1e10 steps {t_big:.2f} s warm, "
+              f"{t_big1:.1f} s first call, {big.intervals} intervals", flush=True)
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--optimizers", action="store_true", help="only the optimizer rows (d = 1e4)")
     ap.add_argument("--rtol", type=float, default=logtime.RTOL)
     args = ap.parse_args(argv)
+    if args.optimizers:
+        return optimizers(args.rtol)
     rows = []
     for label, spec, steps in spectra(args.quick):
         lr = 0.9 * plrf.max_stable_lr(spec)

@@ -17,14 +17,21 @@ import numpy as np
 from .phase_diagram import NAMED, plot_local_slopes
 
 POINTS = {k: v for k, v in NAMED.items() if k != "II|III"}
+# points the project was not tuned on (issue 13): near boundaries and deep inside phases
+MORE = {f"({a}, {b})": (a, b) for a, b in [(0.55, 0.55), (0.6, 0.9), (0.3, 0.6), (1.4, 0.45), (0.33, 0.45)]}
+SETS = {"named": POINTS, "more": MORE}
 LADDER = ["--d-min", "64", "--d-max", str(2 ** 27), "--per-octave", "1", "--flops-max", "1e16", "--sim-d"]
 
 
-def records(out):
+def _dir(label):
+    return label.replace("(", "p").replace(")", "").replace(", ", "-")
+
+
+def records(out, points=POINTS):
     from plrf.store import read_json
     recs = []
-    for label in POINTS:
-        r = read_json(os.path.join(out, label, "results.json"))
+    for label in points:
+        r = read_json(os.path.join(out, _dir(label), "results.json"))
         r["label"] = label
         recs.append(r)
     return recs
@@ -40,7 +47,8 @@ def table(recs) -> str:
         def asym(k):
             note = "" if r[f"{k}_asymptote_model"] == "profile" else " (last; drift not decelerating)"
             return f"{r[f'{k}_asymptote']:.3f} ± {r[f'{k}_asymptote_err']:.3f}{note}"
-        rows.append(f"| {r['label']} | ({r['alpha']}, {r['beta']}) | {f.min():.0e} – {f.max():.0e} | "
+        label = r["label"] if r["label"] in POINTS else f"{r['label']} {r.get('phase', '')}"
+        rows.append(f"| {label} | ({r['alpha']}, {r['beta']}) | {f.min():.0e} – {f.max():.0e} | "
                     f"{r['xi_local_last']:.3f} | {asym('xi')} | {r['xi_theory']:.3f} | {r['eta_local_last']:.3f} | "
                     f"{asym('eta')} | {r['eta_theory']:.3f} | {r.get('balance_pair', 'n/a')} "
                     f"({r.get('balance_ratio', float('nan')):.2f}) / {r.get('asymptotic_pair', '')} |")
@@ -51,14 +59,18 @@ def main(argv=None):
     from . import cli
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/asymptotes", help="output directory (one subdirectory per phase)")
+    p.add_argument("--points", choices=sorted(SETS), default="named",
+                   help="named: one point per phase; more: five points the project was not tuned on")
     args = p.parse_args(argv)
-    for label, (a, b) in POINTS.items():
+    points = SETS[args.points]
+    for label, (a, b) in points.items():
         rc = cli.main(["compute-optimal", "--alpha", str(a), "--beta", str(b), *LADDER,
-                       "--out", os.path.join(args.out, label), "--quiet"])
+                       "--out", os.path.join(args.out, _dir(label)), "--quiet"])
         if rc:
             return rc
-    recs = records(args.out)
-    plot_local_slopes(recs, os.path.join(args.out, "local_slopes.png"))
+    recs = records(args.out, points)
+    plot_local_slopes(recs, os.path.join(args.out, "local_slopes.png"),
+                      which="named points" if args.points == "named" else "five more points")
     with open(os.path.join(args.out, "table.md"), "w") as f:
         f.write(table(recs) + "\n")
     print(table(recs))

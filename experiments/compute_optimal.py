@@ -86,8 +86,12 @@ def _last(x):
 
 def simulate_small(alpha, beta, ds, *, seeds, flops, batch, c, ratio, seed, devices=None, quiet=True,
                    optimizer_fn=None):
-    """eigen SGD on sampled W (v = ratio*d... or 4d) for the small d, at the ladder's learning rate (or the
-    optimizer ``optimizer_fn(spectrum, lr, d)``, as on the ladder)."""
+    """eigen SGD on sampled W (v = max(ratio, 4) d) for the small d, at the ladder's learning rate (or the
+    optimizer ``optimizer_fn(spectrum, lr, d)``, as on the ladder), with the like-for-like reference: the exact
+    expected loss on the same sampled W, the same v and the same optimizer (``loss_exact``; the ladder's theory
+    curves use v = infinity when 2 alpha > 1, which sits above these dots), the z-scores of the seed mean against
+    it, the seed median (the per-seed loss is right-skewed near the edge: the mean of a few seeds sits low more
+    often than not) and the learning rate as a fraction of that W's stability edge."""
     import jax
 
     import plrf
@@ -105,8 +109,12 @@ def simulate_small(alpha, beta, ds, *, seeds, flops, batch, c, ratio, seed, devi
                     key=jax.random.fold_in(jax.random.fold_in(key, 1), d), seeds=seeds, num=40, devices=devices,
                     quiet=quiet, desc=f"sim d={d}")
         L = res.loss[0, 0]
-        out.append(dict(d=int(d), flops=(d * batch) * res.steps[1:].astype(float), loss_mean=L.mean(0)[1:],
-                        loss_stderr=(L.std(0, ddof=1) / np.sqrt(L.shape[0]))[1:], lr=lr, v=problem.v))
+        exact = np.asarray(plrf.expected_loss(spec, optimizer, steps=steps, batch=batch, grid=res.steps).loss)[1:]
+        mean, se = L.mean(0)[1:], (L.std(0, ddof=1) / np.sqrt(L.shape[0]))[1:]
+        z = np.where(se > 0, (mean - exact) / np.where(se > 0, se, 1.0), 0.0)
+        out.append(dict(d=int(d), flops=(d * batch) * res.steps[1:].astype(float), loss_mean=mean,
+                        loss_stderr=se, loss_median=np.median(L, axis=0)[1:], loss_exact=exact, lr=lr, v=problem.v,
+                        lr_frac=float(lr / plrf.max_stable_lr(spec, batch)), max_abs_z=float(np.max(np.abs(z)))))
     return out
 
 
@@ -198,10 +206,11 @@ def dataset(m, sims):
     if not np.array_equal(f1.flops, f2.flops):
         raise RuntimeError("the two frontier fits use different compute grids")
     if sims:
-        sd = records_dataset(sims, "sim_d", dims={k: "sim_point" for k in ("flops", "loss_mean", "loss_stderr")})
+        keys = ("flops", "loss_mean", "loss_stderr", "loss_median", "loss_exact")
+        sd = records_dataset(sims, "sim_d", dims={k: "sim_point" for k in keys})
         sd = sd.assign_coords(sim_d=sd["d"].values).drop_vars("d").rename(
-            {"flops": "sim_flops", "loss_mean": "sim_loss_mean", "loss_stderr": "sim_loss_stderr", "lr": "sim_lr",
-             "v": "sim_v"})
+            {**{k: f"sim_{k}" for k in keys}, "lr": "sim_lr", "v": "sim_v", "lr_frac": "sim_lr_frac",
+             "max_abs_z": "sim_max_abs_z"})
         ds = ds.merge(sd)
     return ds
 
@@ -213,7 +222,7 @@ def replot(out_dir):
     from plrf.store import read_json
     r = read_json(os.path.join(out_dir, "results.json"))
     A = lambda x: np.asarray(x, dtype=float)  # noqa: E731
-    curves = [NS(d=c["d"], flops=A(c["flops"]), loss=A(c["loss"])) for c in r["curves"]]
+    curves = [NS(d=c["d"], v=c.get("v"), flops=A(c["flops"]), loss=A(c["loss"])) for c in r["curves"]]
     fit = NS(flops=A(r["envelope_flops"]), envelope=A(r["envelope_loss"]), argmin_d=A(r["argmin_d"]),
              in_window=np.asarray(r["in_window"], dtype=bool), xi=r["xi_measured"], eta=r["eta_measured"],
              local=NS(flops=A(r["local1_flops"]), xi=A(r["local1_xi"]), eta=A(r["local1_eta"])))
@@ -222,7 +231,7 @@ def replot(out_dir):
               local=NS(flops=A(r["local_flops"]), xi=A(r["local_xi"]), eta=A(r["local_eta"])))
     m = NS(alpha=r["alpha"], beta=r["beta"], phase=r["phase"], xi_theory=r["xi_theory"],
            eta_theory=r["eta_theory"], curves=curves, fit=fit, fit2=fit2)
-    sims = [dict(s, flops=A(s["flops"]), loss_mean=A(s["loss_mean"]), loss_stderr=A(s["loss_stderr"]))
+    sims = [dict(s, **{k: A(s[k]) for k in ("flops", "loss_mean", "loss_stderr", "loss_exact") if k in s})
             for s in r.get("simulations", [])]
     plot(m, sims, os.path.join(out_dir, "compute_optimal.png"), optimizer=r.get("optimizer", "sgd"))
     return ["compute_optimal.png"]
@@ -259,15 +268,21 @@ def plot(m, sims, path, optimizer="sgd"):
         ax.plot(fw, 2.5 * ref * (fw / fm) ** (-m.eta_theory), "b:", lw=1.6,
                 label=rf"{th_name} $\eta$={m.eta_theory:.3f} (offset $\times 2.5$)", zorder=5)
     for i, s in enumerate(sims):
+        extra = f", lr {s['lr_frac']:.2f} x its edge, v={s['v']}" if "lr_frac" in s else ""
         ax.errorbar(s["flops"][::3], s["loss_mean"][::3], yerr=s["loss_stderr"][::3],
                     fmt=SIM_MARKERS[i % len(SIM_MARKERS)], ms=5, color=cmap(norm(s["d"])), mec="w", mew=0.6,
                     elinewidth=0.8, zorder=6,
-                    label=f"eigen {'SGD' if optimizer == 'sgd' else optimizer} d={s['d']} (mean ± s.e.; colour = d)")
+                    label=f"eigen {'SGD' if optimizer == 'sgd' else optimizer} d={s['d']} (mean ± s.e.{extra})")
+        if "loss_exact" in s:
+            ax.plot(s["flops"], s["loss_exact"], color=cmap(norm(s["d"])), lw=2.4, ls=(0, (1, 1)), zorder=5,
+                    label="exact expected loss on each simulated W (same v, same lr)" if i == 0 else "_")
     ax.set(xscale="log", yscale="log", xlabel="compute $f = d\\,B\\,r$", ylabel="loss $P$",
            title=rf"{m.phase}: $\alpha$={m.alpha}, $\beta$={m.beta}: loss vs compute over a $d$ ladder"
                  + ("" if optimizer == "sgd" else f", {optimizer}"))
     ax.title.set_fontsize(10)
-    fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="$d$ (theory curves)")
+    v0 = getattr(m.curves[0], "v", None) if m.curves else None
+    vlab = "v = ∞" if v0 is None else f"v = {v0 / m.curves[0].d:g} d"
+    fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=f"$d$ (theory ladder, {vlab})")
     ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
 
     ax = axes[0, 1]

@@ -29,14 +29,15 @@ PRESETS = {
     "quick": dict(alphas=(0.35, 0.65, 1.1), betas=(0.4, 0.8, 1.3), d_min=16, d_max=2 ** 19, per_octave=1.0,
                   flops_max=1e12),
     "full": dict(alphas=tuple(np.round(np.arange(0.15, 1.51, 0.1), 3)), betas=tuple(np.round(np.arange(0.15, 1.61, 0.1), 3)),
-                 d_min=16, d_max=2 ** 23, per_octave=2.0, flops_max=1e15),
+                 d_min=16, d_max=2 ** 27, per_octave=2.0, flops_max=1e16),
 }
 
 
 def add_arguments(p):
     p.add_argument("--preset", choices=sorted(PRESETS), default="quick",
                    help="quick: 3x3 grid + named points, d <= 5e5, f <= 1e12 (~10 min on 2 cores); "
-                        "full: 0.1-spaced grid, d <= 8e6, f <= 1e15 (hours)")
+                        "full: 0.1-spaced grid, d <= 1.3e8, f <= 1e16, two rungs per octave (estimated 19 h on 2 cores; "
+                        "resumable)")
     p.add_argument("--alphas", type=opt.positive_float, nargs="*", default=None, help="override the preset's alpha grid")
     p.add_argument("--betas", type=opt.real, nargs="*", default=None, help="override the preset's beta grid")
     p.add_argument("--no-named", action="store_true", help="skip the named points (one per phase)")
@@ -338,7 +339,7 @@ def plot_scatter(records, path):
     return fig
 
 
-def plot_local_slopes(records, path):
+def plot_local_slopes(records, path, which=None):
     from .plotting import new_figure, save
     fig, axes = new_figure(2, 1, width=5.6, height=4.4)
     named = [r for r in records if r["label"] != "grid"] or records   # grid points when run with --no-named
@@ -346,7 +347,8 @@ def plot_local_slopes(records, path):
         for i, r in enumerate(named):
             col, ls = POINT_STYLES.get(r["label"], (f"C{i % 10}", "-"))
             ax.plot(r["local_flops"], r[f"local_{key}"], ls=ls, color=col, lw=1.5,
-                    label=f"{r['label']} ({r['alpha']}, {r['beta']})")
+                    label=(f"{r['label']} {r.get('phase', '')}" if r["label"].startswith("(")
+                           else f"{r['label']} ({r['alpha']}, {r['beta']})"))
             ax.axhline(r[f"{key}_theory"], color=col, ls="--", lw=0.9, alpha=0.8)
         sym = r"\xi" if key == "xi" else r"\eta"
         if any(np.size(r["local_flops"]) for r in named):
@@ -354,10 +356,11 @@ def plot_local_slopes(records, path):
         else:   # a narrow ladder: no window of local slopes (say so instead of an empty log axis)
             ax.text(0.5, 0.5, "no local slopes: the ladder is too narrow\n(raise --d-max or --flops-max)",
                     transform=ax.transAxes, ha="center", va="center", fontsize=8)
-        ax.set(xlabel="compute $f$", ylabel=f"local ${sym}$", title=f"local ${sym}$ vs compute (dashed: asymptote)")
+        ax.set(xlabel="compute $f$", ylabel=f"local ${sym}$", title=f"local ${sym}$ vs compute (dashed: theory)")
         ax.grid(alpha=0.3)
     h, lab = axes[0, 0].get_legend_handles_labels()
-    which = "named points" if named[0]["label"] != "grid" else "grid points (run without named points)"
+    if which is None:
+        which = "named points" if named[0]["label"] != "grid" else "grid points (run without named points)"
     fig.suptitle(rf"Local slopes of the compute-optimal frontier at the {which} ($\alpha$, $\beta$)")
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.legend(h, lab, loc="lower center", ncol=4, fontsize=8.5, frameon=False)

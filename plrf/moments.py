@@ -98,3 +98,73 @@ def is_forced(opt) -> bool:
     """Whether the optimizer has a forcing term (weight decay), i.e. needs first moments."""
     from .optimizers import _is_zero
     return "wd" in opt.h and not _is_zero(opt.h["wd"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the same map, frozen (constant hyper-parameters) and linear in z = (M packed, m theta* [forced], theta*^2 [forced]):
+# the log-time solver's propagators and the blocked exact recursion are built from it
+
+def layout(m: int, forced: bool):
+    """Packed upper-triangle pairs of ``M`` (the order of :mod:`plrf.moments`), their number ``q``, and the
+    size of ``z = (M packed, m theta* [forced], theta*^2 [forced])``."""
+    pairs = [(i, j) for i in range(m) for j in range(i, m)]
+    q = len(pairs)
+    return pairs, q, q + (m + 1 if forced else 0)
+
+
+def pair_weights(c, pairs):
+    """``c^T M c = sum_p w_p M_p`` on the packed upper triangle."""
+    return [c[i] * c[j] * (1.0 if i == j else 2.0) for (i, j) in pairs]
+
+
+def system_map(sys, lam, n, B, forced: bool):
+    """The frozen per-mode moment map in deviation form: ``E = G - I`` (nz, nz, d), the loss-feedback injection
+    ``b`` (nz, d) and the read-out rows (1 + r, nz, d): row 0 gives ``P_eval - P*``, rows 1.. each loss ``- P*``.
+
+    ``z = (M packed, m theta*, theta*^2)``: ``M' = T M T^T + T m a^T + a m^T T^T + a a^T + (lam^2/B) u u^T
+    c^T M c + b P_eval`` with ``a = f theta*``, ``m' = T m + a`` (:mod:`plrf.moments`) is linear in ``z``; ``E``
+    is built from ``T - I`` so that slow modes (``G`` within 1e-10 of ``I``) keep their digits."""
+    A, u, f, ce, co = sys.A, sys.u, sys.f, sys.c_eval, sys.c_out
+    m = A.shape[0]
+    pairs, q, nz = layout(m, forced)
+    zero = jnp.zeros_like(lam)
+    Td = [[(A[i, j] - (1.0 if i == j else 0.0)) + lam * (u[i] * ce[j]) for j in range(m)] for i in range(m)]
+    T = [[Td[i][j] + (1.0 if i == j else 0.0) for j in range(m)] for i in range(m)]
+    wce = pair_weights(ce, pairs)
+    nl = lam * lam / B
+    E = [[zero] * nz for _ in range(nz)]
+    for p, (i, j) in enumerate(pairs):
+        for p2, (k, l) in enumerate(pairs):
+            v = Td[i][k] * T[j][l] + (Td[j][l] if i == k else 0.0)   # T_ik T_jl - d_ik d_jl
+            if k != l:
+                v = v + T[i][l] * T[j][k]
+            E[p][p2] = v + nl * (u[i] * u[j]) * wce[p2]
+        if forced:
+            for k in range(m):
+                E[p][q + k] = T[i][k] * f[j] + f[i] * T[j][k]
+            E[p][q + m] = zero + f[i] * f[j]
+    if forced:
+        for i in range(m):
+            for k in range(m):
+                E[q + i][q + k] = Td[i][k]
+            E[q + i][q + m] = zero + f[i]
+    E = jnp.stack([jnp.stack([jnp.broadcast_to(x, lam.shape) for x in row]) for row in E])
+    b = jnp.stack([n * lam / B * (u[i] * u[j]) for (i, j) in pairs] + [zero] * (nz - q))
+    rows = [wce] + [pair_weights(co[r], pairs) for r in range(co.shape[0])]
+    rows = jnp.stack([jnp.stack([lam * w for w in ws] + [zero] * (nz - q)) for ws in rows])
+    return E, b, rows
+
+
+def to_moments(z, ts, q, m, forced):
+    """``z`` (nz, d) -> the ``(first moments, packed M)`` state of :func:`step` (``ts = theta*``)."""
+    M = tuple(z[p] for p in range(q))
+    safe = jnp.where(ts > 0, ts, 1.0)
+    mm = tuple(jnp.where(ts > 0, z[q + i] / safe, 0.0) for i in range(m)) if forced else ()
+    return mm, M
+
+
+def from_moments(state, ts2, ts, forced):
+    """The ``(first moments, packed M)`` state of :func:`step` -> ``z`` (nz, d) (``ts2 = theta*^2``)."""
+    mm, M = state
+    parts = list(M) + ([x * ts for x in mm] + [ts2] if forced else [])
+    return jnp.stack(parts)

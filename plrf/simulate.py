@@ -72,13 +72,13 @@ def log_grid(steps: int, num: int = 100, *, after=None, num_after: int = 16) -> 
 def discontinuities(after, steps: int) -> np.ndarray:
     """Integer steps in ``(0, steps)`` where a rate first differs after a jump or kink: ``ceil`` of the
     ``.breakpoints`` of a schedule or of every hyper-parameter of an optimizer (or of a sequence of steps)."""
+    from .optimizers import Optimizer, breakpoints
     if after is None:
         return np.zeros(0, dtype=np.int64)
-    if callable(after) and not hasattr(after, "h"):
-        b = getattr(after, "breakpoints", ())
-    elif hasattr(after, "h"):   # an Optimizer
-        from .optimizers import breakpoints
+    if isinstance(after, Optimizer):
         b = breakpoints(after)
+    elif callable(after):
+        b = getattr(after, "breakpoints", ())
     else:
         b = after
     b = np.ceil(np.asarray(b, dtype=np.float64).ravel())

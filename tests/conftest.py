@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import jax
+import pytest
 
 jax.config.update("jax_enable_x64", True)
 
@@ -28,3 +29,56 @@ if _CACHE:
         os.environ["PYTHONPATH"] = os.pathsep.join([SITE] + [p for p in [os.environ.get("PYTHONPATH")] if p])
     else:
         os.environ["PLRF_TEST_JAX_CACHE"] = ""
+
+
+# Default-suite time (CI: 2 cores, cold compilation cache, 4-minute target). These cases compile programs of
+# their own and repeat a check that a cheaper case of the default suite already makes; they run with `-m slow`
+# (CI's second stage). Each entry names the default-suite test that keeps the coverage.
+DEFERRED = {
+    "tests/test_logtime.py::test_logtime_matches_exact[ab0-1-0.9]": "the [ab1-1-0.9] case",
+    "tests/test_logtime.py::test_optimizers_match_exact[momentum-wd-ema]": "[momentum], [dana-decaying]; wd/EMA: "
+                                                                          "test_optimizers Monte Carlo nesterov-wd-ema",
+    "tests/test_cli.py::test_theory_sampled_matches_expected_loss": "test_theory_deterministic_matches_expected_loss",
+    "tests/test_rng.py::test_normal_is_a_pure_function_of_key_and_step": "test_draws_follow_the_documented_layout_exactly",
+    "tests/test_rng.py::test_slow_path_overflow_gives_the_same_numbers": "test_draws_follow_the_documented_layout_exactly",
+    "tests/test_deterministic.py::test_loss_curve_vs_sampled_d300[1.0-0.8]": "the [1.0-0.3] case",
+    "tests/test_deterministic.py::test_loss_curve_vs_sampled_d300[0.4-0.6]": "the [1.0-0.3] case",
+    "tests/test_deterministic.py::test_binned_spectrum_sum_rules[1.0-0.3-500-500]": "the [2.0-0.3-3000-None] case",
+    "tests/test_deterministic.py::test_binned_spectrum_sum_rules[1.0-0.8-1000-None]": "the [2.0-0.3-3000-None] case",
+    "tests/test_deterministic.py::test_eigenvalue_cdf_and_weights_d300[1.0-0.3]": "the [0.4-0.6] case",
+    "tests/test_deterministic.py::test_eigenvalue_cdf_and_weights_d300[1.0-0.8]": "the [0.4-0.6] case",
+    "tests/test_deterministic.py::test_p_star_vs_sampled_d300[1.0-0.3]": "the [0.4-0.6] case",
+    "tests/test_deterministic.py::test_outliers_two_routes[1.0-0.8-1000-None]": "the [2.0-0.3-1000-None] case",
+    "tests/test_simulate.py::test_monte_carlo_mean_matches_expected[features-cosine-1]":
+        "[eigen-cosine-4]; the features path: test_optimizers features-vs-optax cases",
+    "tests/test_simulate.py::test_monte_carlo_mean_matches_expected[eigen-constant-1]": "[eigen-cosine-4]",
+    "tests/test_simulate.py::test_eigen_float32_and_untagged_schedule": "test_same_seed_same_curve[eigen]",
+    "tests/test_simulate.py::test_same_seed_same_curve[features]": "the [eigen] case",
+    "tests/test_simulate.py::test_monte_carlo_with_jax_normals[eigen]": "test_monte_carlo_mean_matches_expected",
+    "tests/test_simulate.py::test_expected_equals_volterra_binned[4]": "the [1] case",
+    "tests/test_components.py::test_F0_power_law_and_constant[1.5-0.7-None-ds2]": "the [0.3-0.3-4.0-ds5] case",
+    "tests/test_components.py::test_F0_power_law_and_constant[0.4-1.0-4.0-ds4]": "the [0.3-0.3-4.0-ds5] case",
+    "tests/test_montecarlo.py::test_simultaneous_band_coverage[False]": "the [True] (skewed) case",
+    "tests/test_optimal_schedule.py::test_exact_loss_equals_expected_loss[sgd-ema]": "the [momentum] case (EMA too)",
+    "tests/test_volterra.py::test_exact_matches_engine[8-1-1-1]": "the [constant-1] case",
+    "tests/test_volterra.py::test_exact_matches_engine[warmup-wsd-1]": "the [constant-1] case",
+    "tests/test_volterra.py::test_exact_matches_engine[cosine-4]": "the [constant-1] case",
+    "tests/test_deterministic.py::test_loss_curve_vs_sampled_d300[1.0-0.3]":
+        "the DE spectrum itself: test_p_star_vs_sampled_d300, test_eigenvalue_cdf_and_weights_d300",
+    "tests/test_deterministic.py::test_density_vs_cumulative": "test_eigenvalue_cdf_and_weights_d300",
+    "tests/test_schedule_laws.py::test_noise_ode_small_eta_limit": "test_noise_ode_integrator_against_matrix_exponentials",
+    "tests/test_schedule_laws.py::test_adiabatic_rules_on_slow_schedule": "test_adiabatic_on_constant_schedule_is_the_constant_run",
+    "tests/test_optimal_schedule.py::test_gradient_matches_central_differences[momentum]": "the [sgd] case",
+    "tests/test_logtime.py::test_optimizers_match_exact[schedule-free]":
+        "[momentum], [dana-decaying]; schedule-free's recursion: test_optimizers features-vs-optax",
+    "tests/test_logtime.py::test_plain_closures_and_arrays": "test_find_jumps, test_logtime_matches_exact",
+    "tests/test_simulate.py::test_blocked_equals_stepwise_many_modes[200000]": "the [20000] case",
+    "tests/test_simulate.py::test_zero_eigenvalue_mode_is_inert": "test_sweep::test_zero_eigenvalue_padding_is_inert_for_expected",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    slow = pytest.mark.slow
+    for item in items:
+        if item.nodeid in DEFERRED:
+            item.add_marker(slow)

@@ -54,10 +54,17 @@ def test_curve_eigen_matches_expectation(tmp_path):
     assert exp[-1] < 0.2 * exp[0]  # and the run actually learned something
     assert _is_png(out / "curve.png")
     assert cfg["rng"] == "plrf"
+
+
+@pytest.mark.slow   # a second compiled eigen program (~8 s); the default suite checks --rng plrf above
+def test_curve_rng_jax_same_exact_curve_other_draws(tmp_path):
     # --rng jax: the same problem and seeds through jax.random.normal: other draws, the same exact curve
+    argv = ["curve", "--d", 32, "--steps", 300, "--seeds", 8, "--method", "eigen", "--num", 30, "--quiet"]
+    assert _run([*argv, "--out", tmp_path / "plrf"]) == 0
+    res = _load(tmp_path / "plrf")
+    exp, mean = (np.asarray(res[k], dtype=float) for k in ("loss_expected", "loss_mean"))
     out2 = tmp_path / "curve_jax"
-    assert _run(["curve", "--d", 32, "--steps", 300, "--seeds", 8, "--method", "eigen", "--num", 30,
-                 "--rng", "jax", "--out", out2, "--quiet"]) == 0
+    assert _run([*argv, "--rng", "jax", "--out", out2]) == 0
     res2 = _load(out2)
     assert res2["config"]["rng"] == "jax"
     np.testing.assert_array_equal(np.asarray(res2["loss_expected"], dtype=float), exp)

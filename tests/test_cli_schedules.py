@@ -186,3 +186,73 @@ def test_bad_options_exit_2(argv, option, capsys, tmp_path):
         _run(argv + ["--out", tmp_path / "x", "--quiet"])
     assert exc.value.code == 2
     assert option in capsys.readouterr().err
+
+
+@pytest.mark.slow   # ~1 min: three eigen programs with momentum and the scans on the log-time solver
+def test_schedules_with_momentum_and_ema(tmp_path, monkeypatch):
+    """``plrf schedules --optimizer momentum --ema``: the exact curves are those of ``plrf.expected_loss`` with
+    optax-convention heavy ball on the same sampled W (the engine itself is checked against independent
+    recursions in test_optimizers), eigen heavy ball agrees with them (simultaneous bootstrap band), the peak is
+    lr_frac x (1 - mu) x SGD's edge, no SGD predictor is reported, and the figures pass the label checks."""
+    import plrf
+    from plrf import optimizers as O
+    figs = record_figures(monkeypatch)
+    out = tmp_path / "hb"
+    assert _run(["schedules", "--d", 32, "--steps", 400, "--seeds", 64, "--schedules", "constant", "step-8-1-1",
+                 "--num", 20, "--optimizer", "momentum", "--momentum", 0.8, "--ema", 0.02,
+                 "--scan-cooldowns", 0.1, 0.3, "--scan-lr-fracs", 0.3, 0.6, "--out", out, "--quiet"]) == 0
+    res = _load(out)
+    cfg = res["config"]
+    assert (cfg["optimizer"], cfg["momentum"], cfg["ema"]) == ("momentum", 0.8, 0.02)
+    assert res["peak_lr"] == pytest.approx(0.5 * 0.2 * res["max_stable_lr"], rel=1e-12)
+    assert res["error_table"] == [] and "SGD formulas" in res["predictors_note"]
+    k_w, _ = jax.random.split(jax.random.key(0))
+    spec = plrf.sample_spectrum(plrf.Problem(1.0, 0.7, 128, 32), key=k_w)
+    steps = np.asarray(res["steps"])
+    for name in ("constant", "step-8-1-1"):
+        s = res["schedules"][name]
+        sch = plrf.schedules.by_name(name, res["peak_lr"], 400)
+        ref = plrf.expected_loss(spec, O.momentum(sch, 0.8, ema=0.02), steps=400, grid=steps)
+        np.testing.assert_allclose(np.asarray(s["exact"], dtype=float), ref.loss, rtol=1e-10)
+        np.testing.assert_allclose(np.asarray(s["exact_average"], dtype=float), ref.readouts["average"][0],
+                                   rtol=1e-10)
+        assert s["agreement"]["within_band"], s["agreement"]
+        assert s["predictions"] == {}
+    assert res["wsd_cooldown_scan"]["readout"] == "average" and "tissue" not in res["wsd_cooldown_scan"]
+    assert set(figs) == {"schedules.png", "wsd_scan.png"} and all(v == [] for v in figs.values()), figs
+    assert _is_png(out / "schedules.png") and _is_png(out / "wsd_scan.png")
+
+
+def test_schedules_schedule_free_with_ema_exits_2(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        _run(["schedules", "--optimizer", "schedule-free", "--ema", "0.1", "--out", tmp_path / "x", "--quiet"])
+    assert exc.value.code == 2
+    assert "--ema" in capsys.readouterr().err and not (tmp_path / "x" / "results.json").exists()
+
+
+@pytest.mark.slow   # ~1-2 min: an L-BFGS optimisation and two eigen programs
+def test_schedules_optimal_row(tmp_path):
+    """``--schedules ... optimal``: the schedule of theory.optimal_schedule on the run's W, simulated and
+    predicted like the others; its exact final loss is the optimiser's (re-evaluated by plrf.expected_loss), lower
+    than the constant lr's, and the stored knots rebuild the per-step lr (replot) exactly."""
+    from experiments.schedules_cmd import _optimal_from_info
+    out = tmp_path / "opt"
+    assert _run(["schedules", "--d", 32, "--steps", 300, "--seeds", 64, "--schedules", "constant", "optimal",
+                 "--num", 20, "--scan-cooldowns", 0.1, 0.3, "--scan-lr-fracs", 0.3, 0.6, "--out", out,
+                 "--quiet"]) == 0
+    res = _load(out)
+    info, S = res["optimal_schedule"], res["schedules"]
+    assert S["optimal"]["exact"][-1] == pytest.approx(info["final_loss"], rel=1e-10)
+    assert S["optimal"]["exact"][-1] < 0.9 * S["constant"]["exact"][-1]
+    steps = np.asarray(res["steps"])
+    lr = _optimal_from_info(info, 300)
+    np.testing.assert_allclose(np.asarray(S["optimal"]["lr"]), lr[np.maximum(steps - 1, 0)], rtol=1e-12)
+    assert np.max(lr) <= info["cap"] * (1 + 1e-12)
+    assert S["optimal"]["agreement"]["within_band"]
+    assert {r["predictor"] for r in res["error_table"] if r["schedule"] == "optimal"} >= {"noise-ode", "equilibrium"}
+
+
+def test_schedules_optimal_row_is_sgd_only(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        _run(["schedules", "--schedules", "optimal", "--optimizer", "momentum", "--out", tmp_path / "x", "--quiet"])
+    assert exc.value.code == 2 and "optimal" in capsys.readouterr().err

@@ -242,6 +242,24 @@ def test_exact_recursion_matches_independent_reference(spec, name, B):
     assert got[0, -1] < spec.P0 / 3
 
 
+@pytest.mark.parametrize("name,B", [("nesterov-wd-ema", 3), ("momentum", 1)])
+def test_blocked_recursion_matches_independent_reference(spec, binned, name, B):
+    """Constant hyper-parameters take the blocked exact path (``plrf.runners._expected_blocked``: blocks of
+    ``EXPECTED_BLOCK`` steps solved as one Volterra system) when the grid is traced: the losses at sparse grid
+    steps (intervals of 1 to 163 steps: whole blocks and remainders) equal the independent reference (1e-10),
+    on unit and on binned multiplicities, weight decay (first moments) and EMA included."""
+    from plrf import runners
+    opt, coefs, kind = _case(name, B)
+    assert runners.time_invariant(opt) and runners.expected_block(opt, 16) > 1
+    grid = np.array([0, 1, 2, 17, 50, 137, STEPS])
+    run = jax.jit(lambda a, o, g: runners.expected(*a, o, B, g))
+    for sp in (spec, binned):
+        P, div = run(_arrays(sp), opt, jnp.asarray(grid))
+        assert int(div) == -1
+        ref = reference_losses(sp, coefs, STEPS, B, kind)
+        np.testing.assert_allclose(np.asarray(P), ref[: len(opt.readouts)][:, grid], rtol=1e-10, atol=0)
+
+
 @pytest.mark.parametrize("name,B", [("momentum-cosine-wd-uniform", 3), ("schedule-free", 1),
                                     pytest.param("dana-decaying-wd-ema", 2, marks=slow),
                                     pytest.param("nesterov-wd-ema", 2, marks=slow)])

@@ -291,57 +291,6 @@ def breakpoints(schedule, lr, steps: int) -> np.ndarray:
 NBITS = 48         # interval lengths below 2^48 steps (binary powering)
 
 
-def _layout(m: int, forced: bool):
-    """Packed upper-triangle pairs of ``M`` (the order of :mod:`plrf.moments`), their number ``q``, and the
-    size of ``z = (M packed, m theta* [forced], theta*^2 [forced])``."""
-    pairs = [(i, j) for i in range(m) for j in range(i, m)]
-    q = len(pairs)
-    return pairs, q, q + (m + 1 if forced else 0)
-
-
-def _pair_weights(c, pairs):
-    """``c^T M c = sum_p w_p M_p`` on the packed upper triangle."""
-    return [c[i] * c[j] * (1.0 if i == j else 2.0) for (i, j) in pairs]
-
-
-def _system_map(sys, lam, n, B, forced: bool):
-    """The frozen per-mode moment map in deviation form: ``E = G - I`` (nz, nz, d), the loss-feedback injection
-    ``b`` (nz, d) and the read-out rows (1 + r, nz, d): row 0 gives ``P_eval - P*``, rows 1.. each loss ``- P*``.
-
-    ``z = (M packed, m theta*, theta*^2)``: ``M' = T M T^T + T m a^T + a m^T T^T + a a^T + (lam^2/B) u u^T
-    c^T M c + b P_eval`` with ``a = f theta*``, ``m' = T m + a`` (:mod:`plrf.moments`) is linear in ``z``; ``E``
-    is built from ``T - I`` so that slow modes (``G`` within 1e-10 of ``I``) keep their digits."""
-    A, u, f, ce, co = sys.A, sys.u, sys.f, sys.c_eval, sys.c_out
-    m = A.shape[0]
-    pairs, q, nz = _layout(m, forced)
-    zero = jnp.zeros_like(lam)
-    Td = [[(A[i, j] - (1.0 if i == j else 0.0)) + lam * (u[i] * ce[j]) for j in range(m)] for i in range(m)]
-    T = [[Td[i][j] + (1.0 if i == j else 0.0) for j in range(m)] for i in range(m)]
-    wce = _pair_weights(ce, pairs)
-    nl = lam * lam / B
-    E = [[zero] * nz for _ in range(nz)]
-    for p, (i, j) in enumerate(pairs):
-        for p2, (k, l) in enumerate(pairs):
-            v = Td[i][k] * T[j][l] + (Td[j][l] if i == k else 0.0)   # T_ik T_jl - d_ik d_jl
-            if k != l:
-                v = v + T[i][l] * T[j][k]
-            E[p][p2] = v + nl * (u[i] * u[j]) * wce[p2]
-        if forced:
-            for k in range(m):
-                E[p][q + k] = T[i][k] * f[j] + f[i] * T[j][k]
-            E[p][q + m] = zero + f[i] * f[j]
-    if forced:
-        for i in range(m):
-            for k in range(m):
-                E[q + i][q + k] = Td[i][k]
-            E[q + i][q + m] = zero + f[i]
-    E = jnp.stack([jnp.stack([jnp.broadcast_to(x, lam.shape) for x in row]) for row in E])
-    b = jnp.stack([n * lam / B * (u[i] * u[j]) for (i, j) in pairs] + [zero] * (nz - q))
-    rows = [wce] + [_pair_weights(co[r], pairs) for r in range(co.shape[0])]
-    rows = jnp.stack([jnp.stack([lam * w for w in ws] + [zero] * (nz - q)) for ws in rows])
-    return E, b, rows
-
-
 def _mm(X, Y):
     return jnp.sum(X[:, :, None, :] * Y[None, :, :, :], axis=1)
 
@@ -383,7 +332,7 @@ def _sys_interval(z, Q0, Qp, hp, hist, h, t, opt, lam, n, B, P_star, forced):
     """Advance ``z`` over ``h`` steps with the system frozen at step ``t``; ``P_eval`` over the interval is the
     quadratic through ``P(r1)`` (unknown: solved for), ``P(r0) = Q0`` and the previous node ``Qp`` (``hp`` steps
     before r0; linear without one) exactly as for SGD. Returns ``z(r1), P_eval(r1)``, the losses and the rows."""
-    E, b, rows = _system_map(opt.system(t), lam, n, B, forced)
+    E, b, rows = pm.system_map(opt.system(t), lam, n, B, forced)
     EL, S0, S1, S2 = _powers(E, b, h)
     T0, T1, T2 = S0, S0 + S1, S0 + 2.0 * S1 + S2
     H = h + hp
@@ -425,26 +374,13 @@ def _sys_attempt(z, P0, Qp, hp, hist, r0, h, h1, opt, lam, n, B, P_star, forced)
     return zh, Ph, Pm, Ls[1], jnp.where(ok, err, jnp.inf)
 
 
-def _to_moments(z, ts, q, m, forced):
-    M = tuple(z[p] for p in range(q))
-    safe = jnp.where(ts > 0, ts, 1.0)
-    mm = tuple(jnp.where(ts > 0, z[q + i] / safe, 0.0) for i in range(m)) if forced else ()
-    return mm, M
-
-
-def _from_moments(state, ts2, ts, forced):
-    mm, M = state
-    parts = list(M) + ([x * ts for x in mm] + [ts2] if forced else [])
-    return jnp.stack(parts)
-
-
 @functools.partial(jax.jit, static_argnames=("forced", "count"))
 def _sys_exact(z, r0, nvalid, opt, lam, n, ts, B, P_star, forced, count):
     """``nvalid <= count`` steps of the exact recursion :func:`plrf.moments.step` from step ``r0``; returns ``z``
     and, after each step, ``P_eval`` and the losses of every read-out."""
     m = opt.size
-    _, q, _ = _layout(m, forced)
-    state = _to_moments(z, ts, q, m, forced)
+    _, q, _ = pm.layout(m, forced)
+    state = pm.to_moments(z, ts, q, m, forced)
 
     def step(st, i):
         r = (r0 + i).astype(jnp.float64)
@@ -455,7 +391,7 @@ def _sys_exact(z, r0, nvalid, opt, lam, n, ts, B, P_star, forced, count):
         return st, (P, pm.losses(st[1], nxt, lam, P_star))
 
     state, (Ps, Ls) = jax.lax.scan(step, state, jnp.arange(count))
-    return _from_moments(state, z[q + m] if forced else None, ts, forced), Ps, Ls
+    return pm.from_moments(state, z[q + m] if forced else None, ts, forced), Ps, Ls
 
 
 @jax.jit
@@ -527,7 +463,7 @@ class _SystemKernel:
         sys0 = opt.system(0.0)
         mm, M = pm.init(sys0, self.lam, w, self.forced)
         m = opt.size
-        self.state = _from_moments((mm, M), self.ts * self.ts, self.ts, self.forced)
+        self.state = pm.from_moments((mm, M), self.ts * self.ts, self.ts, self.forced)
         self.P = float(self.P_star + jnp.sum(self.lam * pm.quad(M, sys0.c_eval, m)))
         self.L0 = np.asarray(pm.losses(M, sys0, self.lam, self.P_star))
 
