@@ -25,6 +25,8 @@ COMMANDS = {
     "phase-diagram": ("phase_diagram", "the 4+3 phase diagram: measured vs theoretical exponents over (alpha, beta)"),
     "schedules": ("schedules_cmd", "learning-rate schedules: simulation vs exact and approximate predictors"),
     "collapse": ("collapse_cmd", "scaling collapse of compute-optimal loss curves"),
+    "batch": ("batch_cmd", "batch-size frontier: steps and samples to a target loss per B, McCandlish fit, "
+                           "B_crit vs the exact gradient noise scale"),
     "optimal-schedule": ("optimal_schedule_cmd", "optimal lr/momentum schedules from the exact theory vs tuned baselines"),
     "plot": ("plot_cmd", "redraw the figures of a results directory without recomputing"),
 }
@@ -36,6 +38,7 @@ UNSTABLE_HINT = {
     "phase-diagram": "lower --c (lr = c / sum_{j<=v} j^{-2 alpha}; the default 0.5 is stable)",
     "collapse": "lower --c (lr = c / sum_j j^{-2 alpha}; the default 0.5 is stable)",
     "schedules": "lower --lr-frac or --scan-lr-fracs",
+    "batch": "lower --lr-frac-max (the tuned lr stays below it times the stability bound at each B)",
     "optimal-schedule": "lower --frac (the schedules stay below frac x the largest stable constant lr) or --momentum",
 }
 

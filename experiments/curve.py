@@ -36,6 +36,7 @@ def add_arguments(p):
     p.add_argument("--num", type=opt.int_at_least(2), default=100, help="points on the log-spaced step grid")
     p.add_argument("--allow-unstable", action="store_true", help="run even past a stability edge")
     p.add_argument("--overwrite", action="store_true", help="discard results stored in OUT with other settings")
+    opt.add_label_noise(p)
     add_optimizer_arguments(p)
     opt.add_common(p, DEFAULT_OUT)
 
@@ -86,7 +87,8 @@ def config_of(args, v) -> dict:
                 seed=args.seed, W_file=args.W_file, W_sha256=w_sha, num=args.num,
                 optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay, ema=args.ema,
                 dana_g3=args.dana_g3, dana_delta=args.dana_delta, dana_kappa=args.dana_kappa,
-                allow_unstable=bool(args.allow_unstable), flops_per_step=args.d * args.batch)
+                allow_unstable=bool(args.allow_unstable), flops_per_step=args.d * args.batch,
+                **opt.label_noise_config(args))
 
 
 def run(args):
@@ -109,7 +111,7 @@ def _run(args, config, out, t0, W):
 
     from .optim_options import build_optimizer
 
-    problem = plrf.Problem(args.alpha, args.beta, config["v"], args.d)
+    problem = plrf.Problem(args.alpha, args.beta, config["v"], args.d, label_noise=args.label_noise)
     key = jax.random.key(args.seed)
     k_w, k_sgd = jax.random.split(key)
     if W is not None:
@@ -198,7 +200,10 @@ def _plot(curve, exact, spec, config, path, lr=None):
             band(ax, s, ema["average"][0][1:], ema["average"][1][1:], f"EMA of the iterates (rate {config['ema']})",
                  color="tab:orange")
         ax.plot(s, exact.readouts["average"][0][1:], ":", color="tab:red", lw=1.2, label="exact expected loss, EMA")
-    ax.axhline(float(spec.P_star), color="gray", lw=0.8, ls=":", label=r"$P^*$ (limit with $d$ features)")
+    s2 = config.get("label_noise", 0.0)
+    ax.axhline(float(spec.P_star), color="gray", lw=0.8, ls=":",
+               label=(r"$P^*$ (limit with $d$ features)" if not s2 else
+                      rf"$P^* + \sigma^2$ (limit with $d$ features, label noise $\sigma^2$ = {s2:.3g})"))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("steps $r$")

@@ -27,6 +27,23 @@ real = _num(float)
 fraction = _num(float, 0.0, 1.0, lo_open=True)
 
 
+nonneg_float = _num(float, 0.0)
+
+
+def add_label_noise(p):
+    """``--label-noise SIGMA2``: labels ``y = <x, b> + sigma eps`` (exact reduction: P* -> P* + sigma^2)."""
+    p.add_argument("--label-noise", dest="label_noise", type=nonneg_float, default=0.0, metavar="SIGMA2",
+                   help="label-noise variance sigma^2 >= 0 (y = <x, b> + sigma eps); for Gaussian data the "
+                        "dynamics are the noiseless ones with P* + sigma^2, and the reported risk includes "
+                        "sigma^2 (default: %(default)s)")
+
+
+def label_noise_config(args) -> dict:
+    """``{'label_noise': sigma^2}`` when nonzero, else nothing (existing results directories still resume)."""
+    s2 = getattr(args, "label_noise", 0.0)
+    return {"label_noise": s2} if s2 else {}
+
+
 def int_at_least(n):
     return _num(int, n)
 

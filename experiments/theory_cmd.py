@@ -88,6 +88,7 @@ def add_arguments(p):
                    help="seed of W for --spectrum sampled (same W as `plrf curve --seed`)")
     p.add_argument("--num", type=opt.int_at_least(8), default=120, help="points on the log-spaced step grid")
     p.add_argument("--overwrite", action="store_true", help="discard results stored in OUT with other settings")
+    opt.add_label_noise(p)
     add_optimizer_arguments(p)
     opt.add_common(p, DEFAULT_OUT)
     for action in p._actions:  # the shared --devices option: accepted for uniformity of the CLI
@@ -135,10 +136,10 @@ def _spectrum(args, a, b, d, v):
     import plrf
     if args.spectrum == "deterministic":
         from theory.deterministic import deterministic_spectrum
-        return deterministic_spectrum(a, b, d, v=v)
+        return deterministic_spectrum(a, b, d, v=v, label_noise=args.label_noise)
     import jax
     k_w, _ = jax.random.split(jax.random.key(args.seed))  # the W of `plrf curve --seed` (experiments/curve.py)
-    return plrf.sample_spectrum(plrf.Problem(a, b, v, d), key=k_w)
+    return plrf.sample_spectrum(plrf.Problem(a, b, v, d, label_noise=args.label_noise), key=k_w)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -150,8 +151,11 @@ def intrinsic_time(schedule, at) -> np.ndarray:
     return 2.0 * tau(schedule, np.asarray(at, dtype=np.int64))
 
 
-def theory_curve(spec, schedule, *, alpha, beta, d, v, batch, steps, num):
-    """Exact loss (log-time solver) and the components on ``plrf.log_grid(steps, num)`` without step 0."""
+def theory_curve(spec, schedule, *, alpha, beta, d, v, batch, steps, num, label_noise=0.0):
+    """Exact loss (log-time solver) and the components on ``plrf.log_grid(steps, num)`` without step 0.
+
+    ``label_noise = sigma^2`` (already in ``spec.P_star``) is added to the F0 level: the irreducible loss is
+    ``P* + sigma^2`` (the other components are the noiseless asymptotic formulas)."""
     import plrf
     from theory import components as C
     from theory.logtime import solve_logtime
@@ -169,7 +173,8 @@ def theory_curve(spec, schedule, *, alpha, beta, d, v, batch, steps, num):
                                kernel_norm=kn, finite_d=present_ac)
     comp = dom.components
     f0_asym = float(comp.F0[0])
-    f0 = C.F0_level(alpha, beta, d, v=v)  # more accurate than the leading-order F0 (relative O(d^-|1-2b|))
+    # the F0 level (more accurate than the leading-order F0: relative O(d^-|1-2b|)) plus the label noise
+    f0 = C.F0_level(alpha, beta, d, v=v) + label_noise
     # forcing terms amplified by 1/(1 - kappa(eta_r)) at the current lr (quasi-static; = the peak-lr factor
     # of theory.components for a constant lr), the noise as theory.components gives it at the peak lr
     lr_r = np.asarray(curve.lr)[1:]
@@ -203,6 +208,7 @@ def run(args):
                   steps=args.steps, schedule=args.schedule, spectrum=args.spectrum,
                   seed=(args.seed if args.spectrum == "sampled" else None), num=args.num,
                   flops_per_step=d * args.batch)
+    config.update(opt.label_noise_config(args))
     config.update(config_entries(args))   # empty for plain SGD: its runs keep the configuration they always had
     schedule = plrf.schedules.by_name(args.schedule, lr, args.steps) if lr is not None else None
     if schedule is not None:
@@ -229,7 +235,7 @@ def _run(args, config, out_dir, t0, resolved):
                          f"{edges.max_lr:.6g} ({which}; full-batch edge {edges.full_batch:.6g}, stochastic edge "
                          f"{edges.stochastic:.6g}) of this spectrum")
     out = theory_curve(spec, schedule, alpha=a, beta=b, d=d, v=v, batch=args.batch, steps=args.steps,
-                       num=args.num)
+                       num=args.num, label_noise=args.label_noise)
     limit = float(plrf.limit_loss(spec, lr, args.batch)) if schedule.config["name"] == "constant" else None
     flops = (d * args.batch) * out["steps"].astype(np.float64)
     results = dict(

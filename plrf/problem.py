@@ -4,6 +4,11 @@ Model (Paquette, Paquette, Xiao, Pennington 2024, "4+3 phases of compute-optimal
 data ``x_j = j^{-alpha} z_j`` (j = 1..v, z ~ N(0, I_v)), target ``y = <x, b>`` with ``b_j = j^{-beta}``,
 features ``W in R^{v x d}`` iid ``N(0, 1/d)``, prediction ``<W^T x, theta>`` and population loss
 ``P(theta) = ||D^{1/2} (W theta - b)||^2``, ``D = diag(j^{-2 alpha})`` (no factor 1/2).
+
+Optional label noise ``sigma^2 = Problem.label_noise``: ``y = <x, b> + sigma eps``, ``eps ~ N(0, 1)``. For
+Gaussian data this is the noiseless problem with ``P*`` replaced by ``P* + sigma^2`` (the residual orthogonal to
+the features is independent Gaussian noise either way; see :func:`plrf.spectrum.with_label_noise`), so a sampled
+instance's ``spectrum.P_star`` includes ``sigma^2`` and every reported risk is ``P(theta) + sigma^2``.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import numpy as np
 
 from . import _x64  # noqa: F401
 from .rng import check_key
-from .spectrum import Spectrum
+from .spectrum import Spectrum, check_label_noise, with_label_noise
 
 CHUNK = 1024  # rows of W generated (and reduced) at a time
 
@@ -30,12 +35,15 @@ class Problem:
     Admissible when ``alpha > 0`` and ``2 (alpha + beta) > 1`` (then ``P(0) = sum_j j^{-2 alpha - 2 beta}``
     stays finite as ``v -> inf``); ``v >= d >= 1`` integers. Below the high-dimensional line
     (``2 alpha < 1``) the spectrum depends on the ratio ``v/d``, which should be a fixed number above 1.
+    ``label_noise`` is the label-noise variance ``sigma^2`` (``y = <x, b> + sigma eps``; default 0): sampled
+    spectra carry it in ``P_star`` (exact for Gaussian data, :func:`plrf.spectrum.with_label_noise`).
     """
 
     alpha: float
     beta: float
     v: int
     d: int
+    label_noise: float = 0.0
 
     def __post_init__(self):
         for name in ("alpha", "beta"):
@@ -51,6 +59,7 @@ class Problem:
         object.__setattr__(self, "beta", float(self.beta))
         object.__setattr__(self, "v", int(self.v))
         object.__setattr__(self, "d", int(self.d))
+        object.__setattr__(self, "label_noise", check_label_noise(self.label_noise))
         if self.alpha <= 0:
             raise ValueError(f"alpha must be > 0, got alpha={self.alpha}")
         if 2 * (self.alpha + self.beta) <= 1:
@@ -90,7 +99,7 @@ class Problem:
 
     def with_d(self, d: int) -> "Problem":
         """Same exponents at another ``d``, keeping the ratio ``v/d``."""
-        return Problem(self.alpha, self.beta, int(round(self.v * d / self.d)), d)
+        return Problem(self.alpha, self.beta, int(round(self.v * d / self.d)), d, self.label_noise)
 
 
 class Instance(NamedTuple):
@@ -152,13 +161,15 @@ def _build(problem: Problem, key=None, W=None, keep_W=False) -> Instance:
     for lo, hi, Wc in _chunks(problem, key, W):
         r = Wc @ theta_star - b[lo:hi]
         P_star += float(np.sum(D[lo:hi] * r * r))
-    spec = Spectrum(lam=lam, n=np.ones(d), w=w, P_star=np.float64(P_star))
+    spec = with_label_noise(Spectrum(lam=lam, n=np.ones(d), w=w, P_star=np.float64(P_star)),
+                            problem.label_noise)
     keepW = W if W is not None else (feature_matrix(problem, key=key) if keep_W else None)
     return Instance(problem, spec, U, theta_star, keepW, key)
 
 
 def sample_instance(problem: Problem, *, key, keep_W: bool = False) -> Instance:
-    """Draw ``W`` from ``key`` and compute, in float64, the spectrum of ``K``, ``theta*`` and ``P*``.
+    """Draw ``W`` from ``key`` and compute, in float64, the spectrum of ``K``, ``theta*`` and ``P*``
+    (``P_star`` includes the label noise ``problem.label_noise``).
 
     ``K`` is accumulated over chunks of ``CHUNK`` rows, so ``W`` is never held unless ``keep_W``.
     """

@@ -45,7 +45,8 @@ def runner(method: str, arrays, grid, *, opt, batch: int, dtype, rng: str = "plr
         lam, cstar, P_star = arrays
         return lambda key, s, B: eigen(lam, cstar, P_star, key, opt.scale_lr(s), grid, batch, dtype, rng, width)
     if method == "features":
-        return lambda key, s, B: features(*arrays, key, opt.scale_lr(s), grid, batch, dtype, rng)
+        sigma = arrays[7] if len(arrays) > 7 else None
+        return lambda key, s, B: features(*arrays[:7], key, opt.scale_lr(s), grid, batch, dtype, rng, sigma)
     raise ValueError(f"unknown method {method!r}")
 
 
@@ -383,13 +384,16 @@ def _family_transform(opt):
     return optax.GradientTransformation(init, update)
 
 
-def features(W, sqrtD, b, lam, U, theta_star, P_star, key, opt, grid, batch, dtype, rng="plrf"):
+def features(W, sqrtD, b, lam, U, theta_star, P_star, key, opt, grid, batch, dtype, rng="plrf", sigma=None):
     """Honest SGD-family training: x in R^v sampled each step, the optimizer run by optax where it has it
-    (:func:`_optax_reference`), the loss of the iterate (and of the EMA average when set) read exactly."""
+    (:func:`_optax_reference`), the loss of the iterate (and of the EMA average when set) read exactly.
+
+    ``sigma`` (None: no label noise) draws explicit label noise ``y = <x, b> + sigma eps`` (one more normal per
+    sample, after the v of x); ``P_star`` must then include ``sigma^2`` (the risk on noisy labels)."""
     import optax
     W, sqrtD, b = W.astype(dtype), sqrtD.astype(dtype), b.astype(dtype)
     v, d = W.shape
-    draw = _draws(key, (batch, v), rng, dtype)
+    draw = _draws(key, (batch, v + (sigma is not None)), rng, dtype)
     tx, rho = _optax_reference(opt)
     # a constant EMA rate: optax.ema(decay = 1 - rho) fed the iterates (zeros init = theta_0, no debiasing);
     # a scheduled rate (e.g. 'uniform'): avg' = (1 - rho_t) avg + rho_t theta'
@@ -398,9 +402,12 @@ def features(W, sqrtD, b, lam, U, theta_star, P_star, key, opt, grid, batch, dty
 
     def step(c, r):
         theta, st, avg, est = c
-        x = draw(r) * sqrtD
+        z = draw(r)
+        x = z[:, :v] * sqrtD
         f = x @ W
         resid = f @ theta - x @ b
+        if sigma is not None:
+            resid = resid - sigma.astype(dtype) * z[:, v]
         g = (f.T @ resid) / batch
         upd, st = tx.update(g, st, theta)
         theta = optax.apply_updates(theta, upd.astype(dtype))

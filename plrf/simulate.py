@@ -145,8 +145,11 @@ def _method_arrays(source, method):
             raise ValueError("method='features' needs an Instance (it samples x in R^v through W)")
         p = source.problem
         W = source.W if source.W is not None else feature_matrix(p, key=source.key)
-        return spec, tuple(jnp.asarray(a) for a in (W, np.sqrt(p.D), p.b, spec.lam, source.U,
-                                                     source.theta_star, spec.P_star))
+        arrays = tuple(jnp.asarray(a) for a in (W, np.sqrt(p.D), p.b, spec.lam, source.U,
+                                                source.theta_star, spec.P_star))
+        # label noise is drawn explicitly on y (spec.P_star already includes sigma^2 for the reported risk)
+        sigma2 = getattr(p, "label_noise", 0.0)
+        return spec, arrays + ((jnp.asarray(np.sqrt(sigma2)),) if sigma2 > 0 else ())
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 

@@ -59,6 +59,33 @@ def make_spectrum(lam, w, P_star, n=None) -> Spectrum:
     return Spectrum(lam[order], n[order], w[order], np.float64(P_star))
 
 
+def check_label_noise(label_noise) -> float:
+    """Validate a label-noise variance ``sigma^2`` (finite, >= 0); return it as a float."""
+    if isinstance(label_noise, (bool, np.bool_)) or not isinstance(label_noise, (int, float, np.integer,
+                                                                                 np.floating)) \
+            or not np.isfinite(label_noise) or label_noise < 0:
+        raise ValueError(f"label_noise (the label-noise variance sigma^2) must be a finite number >= 0, "
+                         f"got {label_noise!r}")
+    return float(label_noise)
+
+
+def with_label_noise(spec: Spectrum, label_noise) -> Spectrum:
+    """The spectrum of the same problem with labels ``y = <x, b> + sigma eps`` (``label_noise = sigma^2``,
+    ``eps ~ N(0, 1)`` independent of ``x``): ``P_star -> P_star + sigma^2``, nothing else changes.
+
+    Why this is exact for Gaussian data: without label noise ``y = <W^T x, theta*> + r`` with ``r ~ N(0, P*)``
+    independent of the features ``W^T x`` (jointly Gaussian and uncorrelated); with label noise the residual
+    orthogonal to the features is ``r + sigma eps ~ N(0, P* + sigma^2)``, again independent Gaussian noise. Every
+    linear optimizer sees the data only through ``(W^T x, y)``, so the dynamics of ``theta`` equal those of the
+    noiseless problem with ``P*`` replaced by ``P* + sigma^2``, and the risk the engine reports,
+    ``E (<W^T x, theta> - y)^2 = (theta - theta*)^T K (theta - theta*) + P* + sigma^2``, is the noiseless
+    ``P(theta)`` plus ``sigma^2`` (the test risk on noisy labels)."""
+    s2 = check_label_noise(label_noise)
+    if s2 == 0.0:
+        return spec
+    return spec._replace(P_star=np.float64(spec.P_star + s2))
+
+
 def expand(spec: Spectrum) -> Spectrum:
     """Expand a binned spectrum (integer counts ``n``) into unit modes, splitting ``w`` equally."""
     counts = np.rint(spec.n).astype(np.int64)

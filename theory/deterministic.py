@@ -449,7 +449,8 @@ def _frame(alpha, beta, d, v) -> _Frame:
 # ------------------------------------------------------------------------------------------------
 # public: binned spectrum and cumulative distributions
 
-def deterministic_spectrum(alpha: float, beta: float, d: int, *, v=None, n_bins: Optional[int] = None) -> Spectrum:
+def deterministic_spectrum(alpha: float, beta: float, d: int, *, v=None, n_bins: Optional[int] = None,
+                           label_noise: float = 0.0) -> Spectrum:
     """Binned deterministic-equivalent :class:`plrf.Spectrum` of PLRF (counts ``n`` sum to d).
 
     Isolated outliers (near ``j^{-2 alpha}``, one eigenvalue each, separated by gaps of the support) get one bin
@@ -457,7 +458,12 @@ def deterministic_spectrum(alpha: float, beta: float, d: int, *, v=None, n_bins:
     bulk below gets ``n_bins`` bins uniform in log-eigenvalue (default 32 per decade), ``lam`` = mean eigenvalue
     of the bin. ``P_star`` from the tau formula (:func:`p_star`). Cost ~ (number of bins), not ~ d.
     v = None means v = inf (needs 2 alpha > 1); 2 alpha <= 1 needs a finite v > d.
+    ``label_noise = sigma^2`` (labels ``y = <x, b> + sigma eps``) adds ``sigma^2`` to ``P_star``: for Gaussian data
+    the residual orthogonal to the features is independent Gaussian noise either way, so the dynamics are the
+    noiseless ones with ``P* + sigma^2`` (:func:`plrf.spectrum.with_label_noise`).
     """
+    from plrf.spectrum import check_label_noise, with_label_noise
+    label_noise = check_label_noise(label_noise)
     alpha, beta, d, v = _validate(alpha, beta, d, v)
     if n_bins is not None and (isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer))
                                or n_bins < 1):
@@ -487,7 +493,7 @@ def deterministic_spectrum(alpha: float, beta: float, d: int, *, v=None, n_bins:
     if np.any(n <= 0) or np.any(w < -1e-12 * (np.sum(np.abs(w)) + fr.P_star)):
         raise RuntimeError("deterministic_spectrum: quadrature failed (negative bin mass); please report "
                            f"alpha={alpha}, beta={beta}, d={d}, v={v}")
-    return make_spectrum(mom / n, np.maximum(w, 0.0), fr.P_star, n)
+    return with_label_noise(make_spectrum(mom / n, np.maximum(w, 0.0), fr.P_star, n), label_noise)
 
 
 class Cumulative(NamedTuple):

@@ -1,0 +1,198 @@
+"""``plrf batch``: the batch-size frontier of one PLRF problem on the exact theory.
+
+For B = 1, 2, 4, ... up to ``--batch-max`` the peak learning rate (constant or cosine) is tuned on the exact
+expected loss (scipy, inside ``--lr-frac-max`` of the stability bound at that B) to reach the target loss in the
+fewest steps S(B); samples E(B) = B S(B). McCandlish's trade-off ``(S/S_min - 1)(E/E_min - 1) = 1`` is fitted
+(``S = S_min (1 + B_crit/B)``) and ``B_crit = E_min/S_min`` is reported next to the exact gradient noise scales
+(:mod:`theory.batch`) at the target and at theta_0 = 0 (``B_noise_initial``, McCandlish's ``B_simple``).
+
+Writes OUT/results.json and OUT/batch.png (S vs E with the fit; the noise scales along the run at the B nearest
+B_crit).
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+
+from . import options as opt
+
+DEFAULT_OUT = "runs/batch"
+
+
+def add_arguments(p):
+    p.add_argument("--alpha", type=opt.positive_float, default=1.0, help="data spectrum exponent alpha > 0")
+    p.add_argument("--beta", type=opt.real, default=0.7, help="target exponent beta (2(alpha+beta) > 1)")
+    p.add_argument("--d", type=opt.int_at_least(1), default=64, help="number of parameters (features) d")
+    p.add_argument("--v", type=opt.int_at_least(1), default=None, help="data dimension v >= d; None = 4d")
+    p.add_argument("--seed", type=opt.int_at_least(0), default=0, help="seed of W (the W of `plrf curve --seed`)")
+    p.add_argument("--W-file", dest="W_file", default=None, help="a .npy feature matrix of shape (v, d) to use")
+    p.add_argument("--optimizer", default="sgd", choices=("sgd", "momentum"),
+                   help="sgd or heavy-ball momentum (optax meaning) (default: %(default)s)")
+    p.add_argument("--momentum", type=opt.fraction, default=0.9, help="momentum mu (default: %(default)s)")
+    p.add_argument("--schedule", default="constant", choices=("constant", "cosine"),
+                   help="lr schedule whose peak is tuned per B; cosine decays to 0 at the horizon S(B) "
+                        "(default: %(default)s)")
+    p.add_argument("--target-frac", dest="target_frac", type=opt.fraction, default=0.02,
+                   help="target loss = P* + frac (P(0) - P*) (default: %(default)s)")
+    p.add_argument("--batch-max", dest="batch_max", type=opt.int_at_least(2), default=512,
+                   help="largest batch (powers of two from 1) (default: %(default)s)")
+    p.add_argument("--max-steps", dest="max_steps", type=opt.big_int, default=20_000,
+                   help="horizon of the search for the steps to the target at B = 1; each next B searches within "
+                        "4 S of the previous one (S(B) does not grow with B) (default: %(default)s)")
+    p.add_argument("--lr-frac-max", dest="lr_frac_max", type=opt.fraction, default=0.99,
+                   help="the tuned lr stays below this fraction of the stability bound (default: %(default)s)")
+    p.add_argument("--num", type=opt.int_at_least(16), default=200,
+                   help="points of the log grid on which the target crossing is interpolated (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="discard results stored in OUT with other settings")
+    opt.add_label_noise(p)
+    opt.add_common(p, DEFAULT_OUT)
+
+
+def config_of(args, v) -> dict:
+    import hashlib
+    w_sha = None
+    if args.W_file:
+        with open(args.W_file, "rb") as f:
+            w_sha = hashlib.sha256(f.read()).hexdigest()
+    cfg = dict(command="batch", alpha=args.alpha, beta=args.beta, d=args.d, v=v, seed=args.seed,
+               W_file=args.W_file, W_sha256=w_sha, optimizer=args.optimizer,
+               momentum=(args.momentum if args.optimizer == "momentum" else None), schedule=args.schedule,
+               target_frac=args.target_frac, batch_max=args.batch_max, max_steps=args.max_steps,
+               lr_frac_max=args.lr_frac_max, num=args.num)
+    cfg.update(opt.label_noise_config(args))
+    return cfg
+
+
+def run(args):
+    import numpy as np
+
+    import plrf
+    from plrf.store import prepare_out
+
+    t0 = time.time()
+    v = args.v if args.v is not None else 4 * args.d
+    if v < args.d:
+        raise ValueError(f"--v must be >= --d, got v={v} < d={args.d}")
+    if 2 * (args.alpha + args.beta) <= 1:
+        raise ValueError(f"--alpha/--beta inadmissible: need 2(alpha + beta) > 1, got alpha={args.alpha}, "
+                         f"beta={args.beta}")
+    if args.d > 4096:
+        raise ValueError(f"--d must be <= 4096 for plrf batch (a sampled W, exact recursion per lr), got {args.d}")
+    W = opt.load_matrix(args.W_file, "--W-file", (v, args.d)) if args.W_file else None
+    config = config_of(args, v)
+    with prepare_out(args.out, config, overwrite=args.overwrite) as out:
+        import jax
+        problem = plrf.Problem(args.alpha, args.beta, v, args.d, label_noise=args.label_noise)
+        if W is not None:
+            spec = plrf.instance_from_W(problem, W).spectrum
+        else:
+            k_w, _ = jax.random.split(jax.random.key(args.seed))   # the W of `plrf curve --seed`
+            spec = plrf.sample_spectrum(problem, key=k_w)
+        return _run(args, config, out, t0, spec, np)
+
+
+def _run(args, config, out, t0, spec, np):
+    from theory import batch as TB
+
+    target = float(spec.P_star + args.target_frac * (spec.P0 - spec.P_star))
+    batches = [2 ** k for k in range(int(math.log2(args.batch_max)) + 1)]
+    mu = args.momentum
+    pts = []
+    horizon = args.max_steps
+    for B in batches:
+        p = TB.tune_batch(spec, target, B, family=args.optimizer, mu=mu, schedule=args.schedule,
+                          max_steps=horizon, num=args.num, frac_max=args.lr_frac_max)
+        pts.append(p)
+        if math.isfinite(p.steps):   # S(B) does not grow with B: search the next B within 4 S(B)
+            horizon = int(min(args.max_steps, max(64, math.ceil(4 * p.steps))))
+        if not args.quiet:
+            import sys
+            print(f"plrf batch: B = {B}: S = {p.steps:.4g}, E = {p.samples:.4g}, lr = {p.lr:.4g} "
+                  f"({p.lr_frac:.3f} of the bound) [{time.time() - t0:.0f} s]", file=sys.stderr, flush=True)
+    S = np.array([p.steps for p in pts])
+    if np.sum(np.isfinite(S)) < 3:
+        raise ValueError(f"--max-steps {args.max_steps}: the target (frac {args.target_frac}) is reached at fewer "
+                         "than 3 batch sizes; raise --max-steps or --target-frac")
+    fit = TB.fit_tradeoff(batches, S)
+    finite = [p for p in pts if math.isfinite(p.steps)]
+    near = min(finite, key=lambda p: abs(math.log(p.batch / fit.B_crit)))
+    at, ns = TB.noise_at_target(spec, target, near, family=args.optimizer, mu=mu, schedule=args.schedule)
+    results = dict(
+        batch=batches, steps_to_target=S, samples_to_target=[p.samples for p in pts], lr=[p.lr for p in pts],
+        lr_bound=[p.lr_max for p in pts], lr_frac=[p.lr_frac for p in pts], target=target,
+        P_star=float(spec.P_star), P0=spec.P0, trace_K=spec.trace,
+        B_crit=fit.B_crit, B_crit_err=fit.B_crit_err, S_min=fit.S_min, E_min=fit.E_min,
+        fit_max_log_resid=fit.max_log_resid,
+        B_noise_initial=TB.b_simple_initial(spec),
+        B_noise_initial_note="McCandlish's B_simple = tr Sigma / |G|^2 at theta_0 = 0, Sigma the per-example "
+                             "gradient covariance",
+        noise_at_target=dict(batch=near.batch, **at),
+        noise_curve=dict(batch=near.batch, steps=ns.steps, B_simple=ns.B_simple, B_hessian=ns.B_hessian,
+                         B_noise=ns.B_noise, loss=ns.loss))
+    out.save(results, wall_time=time.time() - t0)
+    plot(results, config, out.file("batch.png"))
+    if not args.quiet:
+        print(f"plrf batch: B_crit = {fit.B_crit:.4g} ± {fit.B_crit_err:.2g} (fit residual "
+              f"{fit.max_log_resid:.3f}); exact B_simple at the target {at['B_simple']:.4g} (B = {near.batch}), "
+              f"Hessian-weighted {at['B_hessian']:.4g}, initial {results['B_noise_initial']:.4g}; wrote "
+              f"{args.out}/results.json and batch.png")
+
+
+def replot(out_dir):
+    from plrf.store import read_json
+    r = read_json(os.path.join(out_dir, "results.json"))
+    plot(r, r["config"], os.path.join(out_dir, "batch.png"))
+    return ["batch.png"]
+
+
+def plot(r, config, path):
+    import numpy as np
+
+    from .plotting import new_figure, save
+    fig, axes = new_figure(ncols=2)
+    ax = axes[0, 0]
+    B = np.asarray(r["batch"], dtype=float)
+    S = np.asarray(r["steps_to_target"], dtype=float)
+    E = np.asarray(r["samples_to_target"], dtype=float)
+    ok = np.isfinite(S)
+    ax.plot(S[ok], E[ok], "o", color="tab:blue", label="tuned lr per B (exact theory)")
+    for b, s, e in zip(B[ok], S[ok], E[ok]):
+        ax.annotate(f"{int(b)}", (s, e), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    Smin, Emin, Bc = r["S_min"], r["E_min"], r["B_crit"]
+    bb = np.geomspace(B[ok].min() / 2, B[ok].max() * 2, 200)
+    ax.plot(Smin * (1 + Bc / bb), Emin * (1 + bb / Bc), "k--", lw=1,
+            label=rf"$(S/S_{{min}}-1)(E/E_{{min}}-1)=1$, $B_{{crit}}$ = {Bc:.3g}")
+    ax.plot([Smin * 2], [Emin * 2], "r*", ms=10, label=r"$B = B_{crit}$ on the fit")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    from matplotlib.ticker import NullFormatter
+    ax.xaxis.set_minor_formatter(NullFormatter())     # overlapping minor labels on a short log axis
+    ax.set_xlabel("steps to the target S(B)")
+    ax.set_ylabel("samples to the target E(B) = B S(B)")
+    s2 = config.get("label_noise", 0.0)
+    ax.set_title(rf"PLRF $\alpha$={config['alpha']}, $\beta$={config['beta']}, d={config['d']}, "
+                 f"{config['optimizer']}, {config['schedule']} lr" + (rf", $\sigma^2$={s2:.3g}" if s2 else "")
+                 + f"\ntarget = P* + {config['target_frac']} (P(0) - P*)", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(True, which="major", alpha=0.3)
+    ax = axes[0, 1]
+    nc = r["noise_curve"]
+    st = np.asarray(nc["steps"], dtype=float)
+    m = st > 0
+    for k, lab, c in (("B_simple", r"$B_{simple}$ = E tr$\Sigma$ / E$|G|^2$", "tab:blue"),
+                      ("B_hessian", r"$B_{noise}$ = E tr$(K\Sigma)$ / E $G^T K G$", "tab:green"),
+                      ("B_noise", r"tr Cov$(g_t)$ / $|E g_t|^2$", "tab:orange")):
+        ax.plot(st[m], np.asarray(nc[k], dtype=float)[m], color=c, label=lab)
+    nat = r["noise_at_target"]
+    ax.axhline(Bc, color="k", ls="--", lw=1, label=rf"fitted $B_{{crit}}$ = {Bc:.3g}")
+    ax.axvline(nat["step"], color="gray", ls=":", lw=1, label=f"target reached (step {nat['step']:.3g})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"step (run at B = {nc['batch']}, tuned lr)")
+    ax.set_ylabel("exact gradient noise scale (per-sample covariance)")
+    ax.set_title("noise scale along the run", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(True, which="major", alpha=0.3)
+    save(fig, path)
+    return fig
