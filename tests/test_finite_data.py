@@ -73,3 +73,25 @@ def test_bad_inputs(inst, kw, name):
     lr = args.pop("lr")
     with pytest.raises(ValueError, match=name):
         simulate_finite(inst.spectrum, lr, **args)
+
+
+@pytest.mark.parametrize("ridge", [1e-3, 1e-2, 1e-1])
+def test_ridge_deterministic_equivalent_vs_numpy(ridge):
+    from theory.finite_data import ridge_losses
+    inst = plrf.sample_instance(plrf.Problem(alpha=1.0, beta=0.7, v=800, d=200), key=jax.random.key(5))
+    spec = inst.spectrum
+    lam, ts = np.asarray(spec.lam), np.sqrt(spec.w / spec.lam)
+    N, seeds = 200, 40
+    rng = np.random.default_rng(0)
+    P, T = [], []
+    for _ in range(seeds):
+        Z = rng.standard_normal((N, lam.size)) * np.sqrt(lam)
+        y = Z @ ts + np.sqrt(spec.P_star) * rng.standard_normal(N)
+        th = np.linalg.solve(Z.T @ Z / N + ridge * np.eye(lam.size), Z.T @ y / N)
+        P.append(spec.P_star + np.sum(lam * (th - ts) ** 2))
+        T.append(np.mean((Z @ th - y) ** 2))
+    Pth, Tth = ridge_losses(lam, spec.w, float(spec.P_star), ridge, N)
+    for m, th in ((np.array(P), Pth), (np.array(T), Tth)):
+        se = m.std(ddof=1) / np.sqrt(seeds)
+        # tolerance: 4 standard errors of the seed mean plus a 3% finite-size (1/N) allowance
+        assert abs(m.mean() - th) <= 4 * se + 0.03 * th, (m.mean(), th, se)
