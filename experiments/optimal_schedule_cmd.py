@@ -174,7 +174,8 @@ def _spectrum(args, v, W):
         from theory.deterministic import deterministic_spectrum
         spec = deterministic_spectrum(args.alpha, args.beta, args.d, v=v)
     if args.label_noise:
-        spec = spec._replace(P_star=spec.P_star + args.label_noise)
+        from plrf.spectrum import with_label_noise
+        spec = with_label_noise(spec, args.label_noise)
     return spec
 
 
