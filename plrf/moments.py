@@ -168,3 +168,15 @@ def from_moments(state, ts2, ts, forced):
     mm, M = state
     parts = list(M) + ([x * ts for x in mm] + [ts2] if forced else [])
     return jnp.stack(parts)
+
+
+def permode_mm(X, Y):
+    """Per-mode matrix product ``(X Y)[i, j, :] = sum_k X[i, k, :] Y[k, j, :]`` for (m, m, d) stacks, unrolled over
+    the small index: XLA on CPU runs the broadcast-and-reduce form ``sum(X[:, :, None] * Y[None], axis=1)``
+    quadratically in d (9 ms against 0.3 ms at d = 16384, m = 3)."""
+    return sum(X[:, k, None, :] * Y[None, k, :, :] for k in range(X.shape[1]))
+
+
+def permode_mv(X, v):
+    """Per-mode matrix-vector product ``(X v)[i, :] = sum_k X[i, k, :] v[k, :]`` (unrolled, see permode_mm)."""
+    return sum(X[:, k, :] * v[None, k, :] for k in range(X.shape[1]))

@@ -204,11 +204,10 @@ def _expected_blocked(lam, n, w, P_star, opt, B, grid, block):
     ts = moments.theta_star(lam, w)
     z0 = moments.from_moments(moments.init(sys0, lam, w, forced), ts * ts, ts, forced)
 
-    def mv(X, v):          # per-mode matrix-vector product (elementwise over the mode axis: no batched dot)
-        return jnp.sum(X * v[None, :, :], axis=1)
+    mv = moments.permode_mv
 
     def left(r, _):        # r_0 G^j, j = 0..m-1
-        return jnp.sum(r[:, None, :] * G, axis=0), r
+        return sum(r[k, None, :] * G[k] for k in range(nz)), r
 
     def right(v, _):       # G^j b, j = 0..m-1
         return mv(G, v), v
@@ -224,7 +223,7 @@ def _expected_blocked(lam, n, w, P_star, opt, B, grid, block):
     A = jax.scipy.linalg.solve_triangular(eye - T, eye, lower=True, unit_diagonal=True)
     AP = P_star * jnp.sum(A, axis=1)
     AR = A @ R                                                      # (m, nz d): P = AP + AR z
-    Gm = jax.lax.fori_loop(0, block - 1, lambda i, X: jnp.sum(G[:, :, None, :] * X[None, :, :, :], axis=1), G)
+    Gm = jax.lax.fori_loop(0, block - 1, lambda i, X: moments.permode_mm(G, X), G)
     r0 = rows[0]
     P0 = P_star + jnp.sum(r0 * z0)
     shape = z0.shape

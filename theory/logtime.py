@@ -291,12 +291,8 @@ def breakpoints(schedule, lr, steps: int) -> np.ndarray:
 NBITS = 48         # interval lengths below 2^48 steps (binary powering)
 
 
-def _mm(X, Y):
-    return jnp.sum(X[:, :, None, :] * Y[None, :, :, :], axis=1)
-
-
-def _mv(X, v):
-    return jnp.sum(X * v[None], axis=1)
+_mm = pm.permode_mm
+_mv = pm.permode_mv
 
 
 def _powers(E, b, h):
