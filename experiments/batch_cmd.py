@@ -50,11 +50,7 @@ def add_arguments(p):
 
 
 def config_of(args, v) -> dict:
-    import hashlib
-    w_sha = None
-    if args.W_file:
-        with open(args.W_file, "rb") as f:
-            w_sha = hashlib.sha256(f.read()).hexdigest()
+    w_sha = opt.file_sha256(args.W_file, "--W-file") if args.W_file else None
     cfg = dict(command="batch", alpha=args.alpha, beta=args.beta, d=args.d, v=v, seed=args.seed,
                W_file=args.W_file, W_sha256=w_sha, optimizer=args.optimizer,
                momentum=(args.momentum if args.optimizer == "momentum" else None), schedule=args.schedule,

@@ -66,8 +66,6 @@ def _validate(args):
 def config_of(args, v) -> dict:
     """Every option that changes the numbers (cheap: nothing is sampled or solved); the W file by content.
     ``lr`` None: the default of the optimizer (DANA: 0.25 / tr K of the sampled instance)."""
-    import hashlib
-
     import plrf
 
     from .optim_options import default_lr_factor
@@ -75,13 +73,7 @@ def config_of(args, v) -> dict:
     lr = args.lr
     if lr is None and not args.optimizer.startswith("dana"):
         lr = problem.default_lr(0.5) * default_lr_factor(args)
-    w_sha = None
-    if args.W_file:
-        try:
-            with open(args.W_file, "rb") as f:
-                w_sha = hashlib.sha256(f.read()).hexdigest()
-        except OSError as err:
-            raise ValueError(f"--W-file {args.W_file}: cannot be read ({err.strerror or err})") from None
+    w_sha = opt.file_sha256(args.W_file, "--W-file") if args.W_file else None
     return dict(command="curve", alpha=args.alpha, beta=args.beta, d=args.d, v=v, lr=lr, batch=args.batch,
                 steps=args.steps, schedule=args.schedule, method=args.method, seeds=args.seeds, rng=args.rng,
                 seed=args.seed, W_file=args.W_file, W_sha256=w_sha, num=args.num,

@@ -21,6 +21,7 @@ import os
 import time
 
 from . import options as opt
+from .optim_options import _ema
 
 DEFAULT_OUT = "runs/optimal-schedule"
 LR_LIMIT = 100_000          # per-step arrays stored up to this horizon
@@ -44,18 +45,6 @@ def _steps_list(text):
     if len(set(out)) != len(out):
         raise argparse.ArgumentTypeError(f"horizons must be distinct, got {text}")
     return sorted(out)
-
-
-def _ema(text):
-    if text == "uniform":
-        return text
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a rate in (0, 1] or 'uniform', got {text!r}")
-    if not (0 < x <= 1):
-        raise argparse.ArgumentTypeError(f"must be a rate in (0, 1] or 'uniform', got {text}")
-    return x
 
 
 def add_arguments(p):
@@ -136,14 +125,7 @@ def estimate(args, v):
 
 
 def config_of(args, v) -> dict:
-    import hashlib
-    w_sha = None
-    if args.W_file:
-        try:
-            with open(args.W_file, "rb") as f:
-                w_sha = hashlib.sha256(f.read()).hexdigest()
-        except OSError as err:
-            raise ValueError(f"--W-file {args.W_file}: cannot be read ({err.strerror or err})") from None
+    w_sha = opt.file_sha256(args.W_file, "--W-file") if args.W_file else None
     spectrum = "W-file" if args.W_file else args.spectrum
     return dict(command="optimal-schedule", alpha=args.alpha, beta=args.beta, d=args.d, v=v, batch=args.batch,
                 steps=list(args.steps), optimizer=args.optimizer, ema=args.ema, objective=args.objective,

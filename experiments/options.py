@@ -107,3 +107,13 @@ def add_debug(p):
     if not any("--debug" in a.option_strings for a in p._actions):
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the full traceback of an error")
+
+
+def file_sha256(path, option: str) -> str:
+    """sha256 of a file named by ``option`` (recorded in a run's configuration); a clear error naming the option."""
+    import hashlib
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError as err:
+        raise ValueError(f"{option} {path}: cannot be read ({err.strerror or err})") from None
