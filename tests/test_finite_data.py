@@ -95,3 +95,95 @@ def test_ridge_deterministic_equivalent_vs_numpy(ridge):
         se = m.std(ddof=1) / np.sqrt(seeds)
         # tolerance: 4 standard errors of the seed mean plus a 3% finite-size (1/N) allowance
         assert abs(m.mean() - th) <= 4 * se + 0.03 * th, (m.mean(), th, se)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# gradient flow / full-batch GD on N samples: deterministic equivalent vs exact GD on sampled (Z, y)
+
+@pytest.fixture(scope="module")
+def spec200():
+    inst = plrf.sample_instance(plrf.Problem(alpha=1.0, beta=0.7, v=800, d=200), key=jax.random.key(5))
+    return inst.spectrum
+
+
+def _exact_gd(lam, w, P_star, N, times, lr, draws, noise=0.0, seed=0):
+    """Exact full-batch GD (lr given) or gradient flow (lr None) on sampled (Z, y), by eigendecomposition of S;
+    returns (population, training) arrays of shape (draws, len(times))."""
+    rng = np.random.default_rng(seed)
+    ts = np.sqrt(w / lam)
+    P, T = [], []
+    for _ in range(draws):
+        Z = rng.standard_normal((N, lam.size)) * np.sqrt(lam)
+        y = Z @ ts + np.sqrt(P_star + noise ** 2) * rng.standard_normal(N)
+        ev, U = np.linalg.eigh(Z.T @ Z / N)
+        c = U.T @ (Z.T @ y / N)
+        pos = ev > 1e-12
+        pp, tt = [], []
+        for t in times:
+            h = (1 - lr * ev) ** t if lr is not None else np.exp(-t * ev)
+            f = np.where(pos, (1 - h) / np.where(pos, ev, 1), 0.0)
+            th = U @ (f * c)
+            pp.append(P_star + noise ** 2 + np.sum(lam * (th - ts) ** 2))
+            tt.append(np.mean((Z @ th - y) ** 2))
+        P.append(pp)
+        T.append(tt)
+    return np.array(P), np.array(T)
+
+
+@pytest.mark.parametrize("N", [100, pytest.param(200, marks=pytest.mark.slow), 400])
+def test_gd_deterministic_equivalent_vs_exact_gd(spec200, N):
+    from theory.finite_data import gd_losses
+    lam, w, Ps = np.asarray(spec200.lam), np.asarray(spec200.w), float(spec200.P_star)
+    lr = 0.5 / (np.sqrt(lam.max()) + np.sqrt(lam.sum() / N)) ** 2
+    times = np.array([0, 3, 30, 300, 3000, 30000])
+    th = gd_losses(lam, w, Ps, N, times, lr=lr, noise=0.05)
+    draws = 20
+    P, T = _exact_gd(lam, w, Ps, N, times, lr, draws, noise=0.05)
+    for m, ref in ((P, th.pop), (T, th.train)):
+        se = m.std(0, ddof=1) / np.sqrt(draws)
+        # 4 standard errors of the draw mean plus a 4% allowance for the O(1/N) deterministic-equivalent error
+        assert np.all(np.abs(m.mean(0) - ref) <= 4 * se + 0.04 * ref), (m.mean(0), ref, se)
+    assert th.pop[0] == pytest.approx(spec200.P0 + 0.05 ** 2, rel=1e-6)
+
+
+def test_gradient_flow_deterministic_equivalent_vs_exact(spec200):
+    from theory.finite_data import gd_losses
+    lam, w, Ps = np.asarray(spec200.lam), np.asarray(spec200.w), float(spec200.P_star)
+    N, times, draws = 150, np.array([1.0, 10.0, 100.0, 1000.0, 1e4]), 24
+    th = gd_losses(lam, w, Ps, N, times)
+    P, T = _exact_gd(lam, w, Ps, N, times, None, draws, seed=1)
+    for m, ref in ((P, th.pop), (T, th.train)):
+        se = m.std(0, ddof=1) / np.sqrt(draws)
+        assert np.all(np.abs(m.mean(0) - ref) <= 4 * se + 0.04 * ref), (m.mean(0), ref, se)
+
+
+def test_gd_theory_quadrature_converged_and_limits(spec200):
+    from theory.finite_data import gd_losses, ridge_losses
+    lam, w, Ps = np.asarray(spec200.lam), np.asarray(spec200.w), float(spec200.P_star)
+    N = 400
+    lr = 0.5 / (np.sqrt(lam.max()) + np.sqrt(lam.sum() / N)) ** 2
+    times = np.array([0, 10, 1000, 1e5, 1e9])
+    a = gd_losses(lam, w, Ps, N, times, lr=lr)
+    b = gd_losses(lam, w, Ps, N, times, lr=lr, per_decade=64)
+    np.testing.assert_allclose(a.pop, b.pop, rtol=1e-9)
+    np.testing.assert_allclose(a.train, b.train, rtol=1e-7, atol=1e-12)
+    assert a.pop[0] == pytest.approx(spec200.P0, rel=1e-7)        # t = 0: P(0) (an exact identity)
+    assert a.train[0] == pytest.approx(spec200.P0, rel=1e-6)      # training loss at theta = 0 is E y^2 = P(0)
+    # t -> inf with N > d: least squares = ridge -> 0 (an independent closed form)
+    P_ols, T_ols = ridge_losses(lam, w, Ps, 1e-13, N)
+    assert a.pop[-1] == pytest.approx(P_ols, rel=1e-6)
+    assert a.train[-1] == pytest.approx(T_ols, rel=1e-6)
+    # the training loss decreases monotonically; the population loss overfits the P* residual at late times
+    assert np.all(np.diff(a.train) < 0)
+    assert a.pop[-1] > a.pop[-2]
+
+
+def test_gd_theory_rejects_bad_input(spec200):
+    from theory.finite_data import gd_losses
+    lam, w = np.asarray(spec200.lam), np.asarray(spec200.w)
+    with pytest.raises(ValueError, match="lr"):
+        gd_losses(lam, w, 0.0, 100, [0, 1000], lr=10.0 / lam.max())
+    with pytest.raises(ValueError, match="N"):
+        gd_losses(lam, w, 0.0, 0, [1])
+    with pytest.raises(ValueError, match="times"):
+        gd_losses(lam, w, 0.0, 10, [-1.0])
