@@ -1,0 +1,239 @@
+"""``plrf data``: multi-epoch SGD on N stored samples vs theory, population and training loss vs epochs.
+
+One W instance (``--seed``, the W of ``plrf curve --seed``); per SGD seed a sample of ``--samples`` N points is
+drawn once (plrf.finite_data, exact in distribution in K's eigenbasis) and plain SGD (lr ``--lr``, batch
+``--batch``, ``--sampling`` reshuffle or replacement) runs ``--epochs`` K passes over it. Compared with, on
+the same spectrum:
+
+- the deterministic equivalent of full-batch GD on N samples with the same lr and number of steps
+  (theory.finite_data.gd_losses): the mean SGD step is the GD step, so it is the SGD curve without the SGD
+  noise (exact as lr -> 0 at fixed lr x steps; the SGD-noise correction on a finite sample is not derived);
+- the exact one-pass theory (plrf.expected_loss): the same SGD with a fresh sample at every step (K N samples).
+
+Writes OUT/results.json (config, the step grid, epochs, simulated means and standard errors, both theories)
+and OUT/data.png. A finished OUT is not recomputed (the figure is redrawn); the simulation is stored as soon as
+it finishes (status "partial") and reused by a rerun with the same configuration.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+
+from . import options as opt
+
+DEFAULT_OUT = "runs/data"
+D_MAX = 4096
+
+
+def add_arguments(p):
+    p.add_argument("--alpha", type=opt.positive_float, default=1.0, help="data spectrum exponent alpha > 0")
+    p.add_argument("--beta", type=opt.real, default=0.7, help="target exponent beta (2(alpha+beta) > 1)")
+    p.add_argument("--d", type=opt.int_at_least(1), default=128, help=f"number of parameters d (<= {D_MAX})")
+    p.add_argument("--v", type=opt.int_at_least(1), default=None, help="data dimension v >= d; None = 4d")
+    p.add_argument("--seed", type=opt.int_at_least(0), default=0, help="seed of W (the W of `plrf curve --seed`)")
+    p.add_argument("--samples", type=opt.int_at_least(1), default=128, metavar="N",
+                   help="number N of stored training samples (default: %(default)s)")
+    p.add_argument("--epochs", type=opt.int_at_least(1), default=64, metavar="K",
+                   help="passes over the sample (default: %(default)s)")
+    p.add_argument("--batch", type=opt.int_at_least(1), default=4, help="batch size B <= N (default: %(default)s)")
+    p.add_argument("--lr", type=opt.positive_float, default=None,
+                   help="constant learning rate eta; None = 0.5 / tr K (default: %(default)s)")
+    p.add_argument("--sampling", default="reshuffle", choices=("reshuffle", "replacement"),
+                   help="a fresh permutation each epoch, or B indices with replacement each step")
+    p.add_argument("--seeds", type=opt.int_at_least(2), default=16,
+                   help="SGD seeds (each draws its own sample and order) (default: %(default)s)")
+    p.add_argument("--num", type=opt.int_at_least(4), default=40, help="points of the log step grid")
+    p.add_argument("--overwrite", action="store_true", help="discard results stored in OUT with other settings")
+    opt.add_label_noise(p)
+    opt.add_common(p, DEFAULT_OUT)
+
+
+def config_of(args, v, lr) -> dict:
+    cfg = dict(command="data", alpha=args.alpha, beta=args.beta, d=args.d, v=v, seed=args.seed,
+               samples=args.samples, epochs=args.epochs, batch=args.batch, lr=lr, lr_option=args.lr,
+               sampling=args.sampling, seeds=args.seeds, num=args.num)
+    cfg.update(opt.label_noise_config(args))
+    return cfg
+
+
+def check_args(args):
+    """Fail-fast checks (before any work), each naming its option and the valid range."""
+    from plrf.finite_data import MAX_BYTES, memory_bytes
+    v = args.v if args.v is not None else 4 * args.d
+    if v < args.d:
+        raise ValueError(f"--v must be >= --d, got v={v} < d={args.d}")
+    if 2 * (args.alpha + args.beta) <= 1:
+        raise ValueError(f"--alpha/--beta inadmissible: need 2(alpha + beta) > 1, got alpha={args.alpha}, "
+                         f"beta={args.beta}")
+    if args.d > D_MAX:
+        raise ValueError(f"--d must be in [1, {D_MAX}] for plrf data, got {args.d}")
+    if args.batch > args.samples:
+        raise ValueError(f"--batch must be in [1, --samples = {args.samples}], got {args.batch}")
+    steps = math.ceil(args.epochs * args.samples / args.batch)
+    if steps > 10 ** 7:
+        raise ValueError(f"--epochs: {args.epochs} epochs of {args.samples} samples at batch {args.batch} are "
+                         f"{steps} steps; at most 1e7 (lower --epochs or --samples, or raise --batch)")
+    need = memory_bytes(args.d, args.samples, steps, args.batch, args.seeds, args.sampling)
+    if need > MAX_BYTES:
+        raise ValueError(f"--samples/--seeds: the simulation needs about {need / 1e9:.2f} GB (8 N (d+2) + 4 steps B "
+                         f"bytes per seed), over {MAX_BYTES / 1e9:.1f} GB; lower --samples, --epochs or --seeds")
+    est = 1e-9 * steps * args.batch * args.d * args.seeds * 3 + 1e-9 * args.num * args.samples * args.d * args.seeds
+    if est > args.time_limit * 3600:
+        raise ValueError(f"--time-limit: estimated {est / 3600:.2g} h exceeds {args.time_limit} h")
+    return v, steps
+
+
+def run(args):
+    import numpy as np
+
+    import plrf
+    from plrf.store import prepare_out
+
+    t0 = time.time()
+    v, steps = check_args(args)
+    import jax
+    problem = plrf.Problem(args.alpha, args.beta, v, args.d, label_noise=args.label_noise)
+    k_w, _ = jax.random.split(jax.random.key(args.seed))   # the W of `plrf curve --seed`
+    spec = plrf.spectrum.expand(plrf.sample_spectrum(problem, key=k_w))
+    spec = plrf.spectrum.with_label_noise(spec, args.label_noise)
+    lr = float(args.lr) if args.lr is not None else 0.5 / spec.trace
+    if lr * spec.lam_max >= 2:
+        raise ValueError(f"--lr {lr:.4g} is unstable: lr x lambda_max(K) = {lr * spec.lam_max:.3g} >= 2; "
+                         f"lower --lr (default 0.5 / tr K = {0.5 / spec.trace:.4g})")
+    config = config_of(args, v, lr)
+    with prepare_out(args.out, config, overwrite=args.overwrite) as out:
+        prev = out.previous or {}
+        if prev.get("status") == "complete":
+            plot(prev, config, out.file("data.png"))
+            if not args.quiet:
+                print(f"plrf data: {args.out} already complete; redrew data.png", file=sys.stderr)
+            return
+        return _run(args, config, out, t0, spec, lr, steps, prev, np)
+
+
+def _say(args, t0, msg):
+    if not args.quiet:
+        print(f"plrf data: {msg} [{time.time() - t0:.0f} s]", file=sys.stderr, flush=True)
+
+
+def _run(args, config, out, t0, spec, lr, steps, prev, np):
+    import jax
+
+    import plrf
+    from plrf.finite_data import simulate_finite
+    from theory.finite_data import gd_losses
+
+    N, B = args.samples, args.batch
+    grid = plrf.log_grid(steps, args.num)
+    grid = np.unique(np.concatenate([[0], grid, [max(1, N // B)]]))
+    grid = grid[grid <= steps]
+    if "sim" in prev and prev["sim"].get("steps") == [int(g) for g in grid]:
+        sim = prev["sim"]
+        _say(args, t0, "simulation reused from an earlier session")
+    else:
+        _say(args, t0, f"simulating {args.seeds} seeds x {steps} steps (d = {args.d}, N = {N}, B = {B})")
+        fc = simulate_finite(spec, lr, samples=N, steps=steps, batch=B, sampling=args.sampling, seeds=args.seeds,
+                             key=jax.random.key(args.seed + 1), grid=grid)
+        gap = fc.pop_per_seed - fc.train_per_seed          # paired per seed: its own standard error
+        sim = dict(steps=[int(g) for g in fc.steps], pop=fc.pop, pop_stderr=fc.pop_stderr, train=fc.train,
+                   train_stderr=fc.train_stderr, gap=gap.mean(0),
+                   gap_stderr=gap.std(0, ddof=1) / np.sqrt(gap.shape[0]))
+        out.save(dict(sim=sim), wall_time=time.time() - t0, status="partial")
+    _say(args, t0, "theory: GD deterministic equivalent and exact one-pass")
+    lam, w = np.asarray(spec.lam), np.asarray(spec.w)
+    try:
+        gd = gd_losses(lam, w, float(spec.P_star), N, grid, lr=lr)
+        gd_res = dict(pop=gd.pop, train=gd.train, note=None)
+    except ValueError as err:       # lr too large for the contour method: report, do not fail the run
+        gd_res = dict(pop=None, train=None, note=str(err))
+    one = plrf.expected_loss(spec, plrf.schedules.constant(lr), steps=steps, batch=B, grid=grid)
+    epochs = np.asarray(grid, float) * B / N
+    pop = np.asarray(sim["pop"], float)
+    z_gd = None
+    if gd_res["pop"] is not None:
+        se = np.maximum(np.asarray(sim["pop_stderr"], float), 1e-300)
+        z_gd = (pop - gd_res["pop"]) / se
+    results = dict(
+        steps=grid, epochs=epochs, sim=sim, gd_theory=gd_res, onepass_exact=dict(pop=one.loss),
+        P_star=float(spec.P_star), P0=spec.P0, trace_K=spec.trace, lam_max=spec.lam_max, lr=lr,
+        final=dict(pop_sim=float(pop[-1]), pop_sim_stderr=float(sim["pop_stderr"][-1]),
+                   train_sim=float(sim["train"][-1]),
+                   pop_gd_theory=None if gd_res["pop"] is None else float(gd_res["pop"][-1]),
+                   train_gd_theory=None if gd_res["train"] is None else float(gd_res["train"][-1]),
+                   pop_onepass=float(one.loss[-1])),
+        gd_rel_gap_max=None if gd_res["pop"] is None else float(np.max(np.abs(pop / gd_res["pop"] - 1))),
+        gd_z_max=None if z_gd is None else float(np.max(np.abs(z_gd[1:]))),
+        note="gd_theory: deterministic equivalent of full-batch GD (same lr and steps): the mean SGD step "
+             "without SGD noise; onepass_exact: fresh samples every step")
+    out.save(results, wall_time=time.time() - t0)
+    plot(_as_read(results, config), config, out.file("data.png"))
+    f = results["final"]
+    _say(args, t0, f"after {args.epochs} epochs: population {f['pop_sim']:.4g} +- {f['pop_sim_stderr']:.2g} "
+                   f"(GD theory {f['pop_gd_theory']}, one-pass with {args.epochs * N} fresh samples "
+                   f"{f['pop_onepass']:.4g}); training {f['train_sim']:.4g}; wrote {args.out}/results.json and "
+                   "data.png")
+
+
+def _as_read(results, config):
+    """The results as they read back from results.json (lists), for the plot."""
+    from plrf.store import to_jsonable
+    r = to_jsonable(dict(results))
+    r["config"] = config
+    return r
+
+
+def replot(out_dir):
+    from plrf.store import read_json
+    r = read_json(os.path.join(out_dir, "results.json"))
+    plot(r, r["config"], os.path.join(out_dir, "data.png"))
+    return ["data.png"]
+
+
+def plot(r, config, path):
+    import numpy as np
+
+    from .plotting import band, new_figure, save
+    fig, axes = new_figure(ncols=2, width=5.6)
+    fig.subplots_adjust(wspace=0.32)
+    ep = np.asarray(r["epochs"], float)
+    m = ep > 0
+    sim, gd, one = r["sim"], r["gd_theory"], r["onepass_exact"]
+    ax = axes[0, 0]
+    band(ax, ep[m], np.asarray(sim["pop"], float)[m], np.asarray(sim["pop_stderr"], float)[m],
+         f"population, SGD sim ({config['seeds']} seeds)", color="tab:blue")
+    band(ax, ep[m], np.asarray(sim["train"], float)[m], np.asarray(sim["train_stderr"], float)[m],
+         "training, SGD sim", color="tab:orange")
+    if gd.get("pop") is not None:
+        ax.plot(ep[m], np.asarray(gd["pop"], float)[m], "k--", lw=1.2, label="population, GD det. equivalent")
+        ax.plot(ep[m], np.asarray(gd["train"], float)[m], "--", color="tab:red", lw=1.2,
+                label="training, GD det. equivalent")
+    ax.plot(ep[m], np.asarray(one["pop"], float)[m], ":", color="tab:green", lw=1.8,
+            label="population, one pass (fresh samples), exact")
+    ax.axhline(r["P_star"], color="0.5", lw=0.8, label="P* (+ label noise)")
+    ax.axvline(1.0, color="0.7", ls=":", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("epochs over the N stored samples (one pass: samples / N)")
+    ax.set_ylabel("loss (no 1/2)")
+    ax.set_title(rf"PLRF $\alpha$={config['alpha']}, $\beta$={config['beta']}, d={config['d']}, "
+                 f"N={config['samples']}, B={config['batch']}, lr={r['lr']:.3g}, {config['sampling']}", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(True, which="major", alpha=0.3)
+    ax = axes[0, 1]
+    gap = np.asarray(sim["gap"], float)
+    gse = np.asarray(sim["gap_stderr"], float)
+    band(ax, ep[m], gap[m], gse[m], "SGD sim (mean +- s.e. of the paired gap)", color="tab:purple")
+    if gd.get("pop") is not None:
+        ax.plot(ep[m], (np.asarray(gd["pop"], float) - np.asarray(gd["train"], float))[m], "k--", lw=1.2,
+                label="GD det. equivalent")
+    ax.set_xscale("log")
+    ax.set_xlabel("epochs")
+    ax.set_ylabel("population - training loss")
+    ax.set_yscale("symlog", linthresh=max(1e-6, float(np.nanmax(np.abs(gap[m]))) * 1e-2))
+    ax.set_title("train-test gap (opens with reuse)", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(True, which="major", alpha=0.3)
+    save(fig, path)
+    return fig
