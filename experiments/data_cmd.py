@@ -155,8 +155,11 @@ def _run(args, config, out, t0, spec, lr, steps, prev, np):
     if gd_res["pop"] is not None:
         se = np.maximum(np.asarray(sim["pop_stderr"], float), 1e-300)
         z_gd = (pop - gd_res["pop"]) / se
+    n_seen = np.asarray(grid, float) * B
+    E_sim = effective_from_curve(n_seen, one.loss, pop) / N
+    E_gd = None if gd_res["pop"] is None else effective_from_curve(n_seen, one.loss, gd_res["pop"]) / N
     results = dict(
-        steps=grid, epochs=epochs, sim=sim, gd_theory=gd_res, onepass_exact=dict(pop=one.loss),
+        steps=grid, epochs=epochs, E_sim=E_sim, E_gd_theory=E_gd, sim=sim, gd_theory=gd_res, onepass_exact=dict(pop=one.loss),
         P_star=float(spec.P_star), P0=spec.P0, trace_K=spec.trace, lam_max=spec.lam_max, lr=lr,
         final=dict(pop_sim=float(pop[-1]), pop_sim_stderr=float(sim["pop_stderr"][-1]),
                    train_sim=float(sim["train"][-1]),
@@ -170,10 +173,27 @@ def _run(args, config, out, t0, spec, lr, steps, prev, np):
     out.save(results, wall_time=time.time() - t0)
     plot(_as_read(results, config), config, out.file("data.png"))
     f = results["final"]
+    _say(args, t0, f"effective data multiplier after {args.epochs} epochs: E = {E_sim[-1]:.3g} (simulation), "
+                   f"{'-' if E_gd is None else format(E_gd[-1], '.3g')} (GD theory)")
     _say(args, t0, f"after {args.epochs} epochs: population {f['pop_sim']:.4g} +- {f['pop_sim_stderr']:.2g} "
                    f"(GD theory {f['pop_gd_theory']}, one-pass with {args.epochs * N} fresh samples "
                    f"{f['pop_onepass']:.4g}); training {f['train_sim']:.4g}; wrote {args.out}/results.json and "
                    "data.png")
+
+
+def effective_from_curve(n, one_pass, losses):
+    """Fresh samples n_fresh at which the one-pass curve ``one_pass`` (on samples ``n``) reaches each of
+    ``losses`` (log-log interpolation on the running minimum of the curve); nan where it is not reached."""
+    import numpy as np
+    n, one_pass, losses = (np.asarray(a, float) for a in (n, one_pass, losses))
+    m = n > 0
+    n, env = n[m], np.minimum.accumulate(one_pass[m])
+    out = np.full(losses.shape, np.nan)
+    ok = (losses >= env[-1]) & (losses <= env[0])
+    # env is non-increasing: interpolate log n against -log env (increasing)
+    x, idx = np.unique(-np.log(env), return_index=True)
+    out[ok] = np.exp(np.interp(-np.log(losses[ok]), x, np.log(n[idx])))
+    return out
 
 
 def _as_read(results, config):
@@ -195,7 +215,7 @@ def plot(r, config, path):
     import numpy as np
 
     from .plotting import band, new_figure, save
-    fig, axes = new_figure(ncols=2, width=5.6)
+    fig, axes = new_figure(ncols=3, width=5.4)
     fig.subplots_adjust(wspace=0.32)
     ep = np.asarray(r["epochs"], float)
     m = ep > 0
@@ -235,5 +255,107 @@ def plot(r, config, path):
     ax.set_title("train-test gap (opens with reuse)", fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(True, which="major", alpha=0.3)
+    ax = axes[0, 2]
+    ax.plot(ep[m], np.asarray(r["E_sim"], float)[m], "o-", ms=3, color="tab:blue", label="SGD simulation")
+    if r.get("E_gd_theory") is not None:
+        ax.plot(ep[m], np.asarray(r["E_gd_theory"], float)[m], "k--", lw=1.2, label="GD det. equivalent")
+    ax.plot(ep[m], ep[m], ":", color="0.5", label="E = K (repeats as good as fresh)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("epochs K")
+    ax.set_ylabel("E = fresh samples of equal one-pass loss / N")
+    ax.set_title("effective data multiplier (vs the exact one-pass curve)", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(True, which="major", alpha=0.3)
     save(fig, path)
     return fig
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the effective-data multiplier E(K, N) (theory.finite_data.effective_data), figure docs/figures/data_effective.png
+
+EFFECTIVE_CASES = (dict(alpha=1.0, beta=0.7, noise=0.0), dict(alpha=0.75, beta=0.7, noise=0.0),
+                   dict(alpha=1.0, beta=0.7, noise=0.01))
+
+
+def effective_scan(d=16384, Ns=(4, 16, 64, 256, 1024, 4096), epochs=tuple(2 ** k for k in range(0, 17)), c=0.1,
+                   cases=EFFECTIVE_CASES, per_decade=16, quiet=False):
+    """E(K, N) on the diagonal PLRF spectrum lam_j = j^-2alpha, w_j = j^-(2alpha+2beta), j <= d (P* = 0),
+    for each case (alpha, beta, label-noise std); returns a JSON-able dict."""
+    import numpy as np
+
+    from theory.finite_data import effective_data
+    out = dict(d=d, N=list(Ns), epochs=list(epochs), c=c, cases=[])
+    j = np.arange(1, d + 1, dtype=np.float64)
+    for case in cases:
+        lam, w = j ** (-2 * case["alpha"]), j ** (-2 * case["alpha"] - 2 * case["beta"])
+        E, L = [], []
+        for N in Ns:
+            t = time.time()
+            e, l = effective_data(lam, w, 0.0, N, epochs, c=c, noise=case["noise"], per_decade=per_decade)
+            E.append(e)
+            L.append(l)
+            if not quiet:
+                print(f"effective data {case}: N = {N}: E(1) = {e[0]:.3g}, max E = {np.max(e):.4g} "
+                      f"[{time.time() - t:.1f} s]", file=sys.stderr, flush=True)
+        E = np.array(E)
+        out["cases"].append(dict(case, E=E.tolist(), loss=np.array(L).tolist(), E_max=E.max(1).tolist(),
+                                 K_at_max=[int(epochs[i]) for i in E.argmax(1)]))
+    return out
+
+
+def plot_effective(r, path):
+    import numpy as np
+
+    from .plotting import new_figure, save
+    fig, axes = new_figure(ncols=2, width=5.6)
+    fig.subplots_adjust(wspace=0.3)
+    K = np.asarray(r["epochs"], float)
+    Ns = np.asarray(r["N"], float)
+    ax = axes[0, 0]
+    c0 = r["cases"][0]
+    cmap = __import__("matplotlib").colormaps["viridis"]
+    for i, N in enumerate(Ns):
+        ax.plot(K, np.asarray(c0["E"][i]), "-o", ms=2.5, color=cmap(i / max(1, len(Ns) - 1)), label=f"N = {int(N)}")
+    ax.plot(K, K, "k:", lw=1, label="E = K (repeats as good as fresh)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("epochs K")
+    ax.set_ylabel("effective data multiplier E(K, N) = n_fresh / N")
+    ax.set_title(rf"$\alpha$={c0['alpha']}, $\beta$={c0['beta']}, d={r['d']}, no noise, lr = {r['c']}/tr K "
+                 "(gradient-flow limit)", fontsize=8)
+    ax.legend(fontsize=7)
+    ax.grid(True, which="major", alpha=0.3)
+    ax = axes[0, 1]
+    colors = ("tab:blue", "tab:orange", "tab:red")
+    for case, col in zip(r["cases"], colors):
+        Em = np.asarray(case["E_max"], float)
+        lab = rf"$\alpha$={case['alpha']}, $\beta$={case['beta']}" + (
+            rf", label noise $\sigma$={case['noise']}" if case["noise"] else ", no noise")
+        ax.plot(Ns, Em, "o-", color=col, label=f"max over K <= {int(K[-1])}: " + lab)
+        if not case["noise"]:
+            p = 2 * case["alpha"] - 1
+            ax.plot(Ns, Em[-2] * (Ns / Ns[-2]) ** p, "--", color=col, lw=1,
+                    label=rf"$\propto N^{{2\alpha-1}} = N^{{{p:g}}}$")
+    Em = np.asarray(r["cases"][-1]["E_max"], float)
+    a, b = np.polyfit(np.log(Ns), Em, 1)
+    ax.plot(Ns, a * np.log(Ns) + b, "k:", lw=1, label=f"best a log N + b fit to the noisy case (a = {a:.2g}): poor")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("samples N")
+    ax.set_ylabel("saturation level max_K E(K, N)")
+    ax.set_title("how many epochs pay: saturation of E vs N", fontsize=8)
+    ax.legend(fontsize=6.5)
+    ax.grid(True, which="major", alpha=0.3)
+    save(fig, path)
+    return fig
+
+
+if __name__ == "__main__":   # python -m experiments.data_cmd effective OUT.json OUT.png
+    import json
+    if len(sys.argv) != 4 or sys.argv[1] != "effective":
+        sys.exit("usage: python -m experiments.data_cmd effective OUT.json OUT.png")
+    from plrf.store import to_jsonable, write_json
+    res = effective_scan()
+    write_json(sys.argv[2], to_jsonable(res))
+    plot_effective(json.load(open(sys.argv[2])), sys.argv[3])
