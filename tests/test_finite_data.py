@@ -237,7 +237,7 @@ def test_effective_from_curve_inverts_a_planted_power_law():
 def test_effective_data_small_N_planted():
     # the gradient-flow effective-data multiplier: E(1, N) -> 1 as lr -> 0 (one epoch is one pass), E grows
     # like K at small K and saturates; E(inf, N) from the t -> inf (ridgeless) limit is independent of the grid
-    from theory.finite_data import effective_data, population_gf_time, ridge_losses
+    from theory.finite_data import effective_data, population_gf, population_gf_time, ridge_losses
     j = np.arange(1, 1025, dtype=np.float64)
     lam, w = j ** -2.0, j ** -3.4
     N = 16
@@ -247,4 +247,7 @@ def test_effective_data_small_N_planted():
     assert 3.4 < E[2] < 4.0          # measured 3.72: repeats already worth less than fresh data at N = 16
     P_inf = ridge_losses(lam, w, 0.0, 1e-14, N)[0]
     assert L[-1] == pytest.approx(P_inf, rel=5e-4)    # contour vs closed form at N < d: 1.4e-4 measured
-    assert E[-1] == pytest.approx(population_gf_time(lam, w, 0.0, P_inf) / (0.02 * N / lam.sum()), rel=1e-6)
+    # the inversion: population gradient flow at time E tau_N has the multi-epoch loss
+    tau = E[-1] * 0.02 * N / lam.sum()
+    assert population_gf(lam, w, 0.0, [tau])[0] == pytest.approx(L[-1], rel=1e-9)
+    assert population_gf_time(lam, w, 0.0, L[-1]) == pytest.approx(tau, rel=1e-9)
