@@ -38,6 +38,7 @@ standard error plus 3% at d = 200, N = 100..400). The lr must keep |1 - eta z| b
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -262,6 +263,7 @@ def effective_data(lam, w, P_star: float, N: int, epochs, *, c: float = 0.5, noi
 # asymptotic exponents of the data-limited loss (sympy), against Bordelon-Atanasov-Pehlevan 2024
 
 
+@functools.lru_cache(maxsize=None)
 def data_exponents():
     """Exponents of the excess loss of PLRF trained by gradient flow on N samples (lam_j = j^-2alpha,
     w_j = j^-(2alpha+2beta); sympy expressions in alpha, beta), each the decay of one bottleneck with the others
