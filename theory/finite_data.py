@@ -184,10 +184,12 @@ def gd_losses(lam, w, P_star: float, N: int, times, *, lr: Optional[float] = Non
     start = int(np.argmin(np.abs(z + delta)))
     z[start] = -delta   # the node nearest -delta is moved onto the real axis: real start of the continuation
     k = kappa_complex(lam, z, N, start)
+    if lr is not None:   # |h| on the contour, checked in logs before any exp can overflow
+        logmag = float(np.max(times)) * float(np.max(np.log(np.abs(1 - lr * z))))
+        if logmag > np.log(1e4):
+            raise ValueError(f"lr = {lr:.4g} is too large for the contour method: |1 - lr z|^t reaches "
+                             f"e^{logmag:.3g} on the contour (need lr <~ 1.4 / {X:.4g})")
     H = _filters(times, z, "gd" if lr is not None else "gf", lr)     # (n_t, M)
-    if np.max(np.abs(H)) > 1e4:
-        raise ValueError(f"lr = {lr:.4g} is too large for the contour method: |1 - lr z|^t reaches "
-                         f"{np.max(np.abs(H)):.3g} on the contour (need lr <~ 1.4 / {X:.4g})")
     V = 1.0 / (lam[None, :] + k[:, None])                               # (M, d)
     pre = k / z                                                         # kappa / z
     num = (V * w) @ V.T
