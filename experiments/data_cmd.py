@@ -351,10 +351,72 @@ def plot_effective(r, path):
     return fig
 
 
-if __name__ == "__main__":   # python -m experiments.data_cmd effective OUT.json OUT.png
+def exact_gd(lam, w, P_star, N, times, lr, draws, seed=0):
+    """Exact full-batch GD on sampled (Z, y) (numpy eigendecomposition of S): (population, training) per draw."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    ts = np.sqrt(w / lam)
+    P, T = np.empty((draws, len(times))), np.empty((draws, len(times)))
+    for s in range(draws):
+        Z = rng.standard_normal((N, lam.size)) * np.sqrt(lam)
+        y = Z @ ts + np.sqrt(P_star) * rng.standard_normal(N)
+        ev, U = np.linalg.eigh(Z.T @ Z / N)
+        c = U.T @ (Z.T @ y / N)
+        pos = ev > 1e-12
+        for i, t in enumerate(times):
+            f = np.where(pos, (1 - (1 - lr * ev) ** t) / np.where(pos, ev, 1), 0.0)
+            th = U @ (f * c)
+            P[s, i] = P_star + np.sum(lam * (th - ts) ** 2)
+            T[s, i] = np.mean((Z @ th - y) ** 2)
+    return P, T
+
+
+def plot_gd_check(path, Ns=(100, 200, 400), draws=20):
+    """Figure: the GD deterministic equivalent vs exact full-batch GD on sampled (Z, y), PLRF alpha 1, beta .7,
+    v = 800, d = 200, label noise sigma = 0.05 (the numbers of the tests)."""
+    import jax
+    import numpy as np
+
+    import plrf
+    from theory.finite_data import gd_losses
+
+    from .plotting import new_figure, save
+    spec = plrf.sample_instance(plrf.Problem(alpha=1.0, beta=0.7, v=800, d=200, label_noise=0.05 ** 2),
+                                key=jax.random.key(5)).spectrum
+    lam, w, Ps = np.asarray(spec.lam), np.asarray(spec.w), float(spec.P_star)
+    fig, axes = new_figure(ncols=2, width=5.4)
+    fig.subplots_adjust(wspace=0.28)
+    ts_sim = np.unique(np.geomspace(1, 1e5, 16).astype(int))
+    ts_th = np.geomspace(1, 1e5, 200)
+    for N, col in zip(Ns, ("tab:blue", "tab:orange", "tab:green")):
+        lr = 0.5 / (np.sqrt(lam.max()) + np.sqrt(lam.sum() / N)) ** 2
+        th = gd_losses(lam, w, Ps, N, ts_th, lr=lr)
+        P, T = exact_gd(lam, w, Ps, N, ts_sim, lr, draws)
+        for ax, m, ref in ((axes[0, 0], P, th.pop), (axes[0, 1], T, th.train)):
+            ax.plot(ts_th, ref, "-", color=col, lw=1.2, label=f"N = {N}: deterministic equivalent")
+            ax.errorbar(ts_sim, m.mean(0), yerr=m.std(0, ddof=1) / np.sqrt(draws), fmt="o", ms=3, color=col,
+                        label=f"N = {N}: exact GD, {draws} draws (mean +- s.e.)")
+    for ax, name in ((axes[0, 0], "population loss"), (axes[0, 1], "training loss")):
+        ax.axhline(Ps, color="0.5", lw=0.8, label="P* + label noise")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("GD steps t (lr = 0.5 / (sqrt(lam_max) + sqrt(tr K / N))^2)")
+        ax.set_ylabel(name)
+        ax.legend(fontsize=6.5)
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0, 0].set_title(r"full-batch GD on N samples, PLRF $\alpha$=1, $\beta$=0.7, d=200, $\sigma$=0.05",
+                         fontsize=9)
+    axes[0, 1].set_title("training loss on the N samples", fontsize=9)
+    save(fig, path)
+
+
+if __name__ == "__main__":   # python -m experiments.data_cmd effective OUT.json OUT.png | gd-check OUT.png
     import json
+    if len(sys.argv) == 3 and sys.argv[1] == "gd-check":
+        plot_gd_check(sys.argv[2])
+        sys.exit(0)
     if len(sys.argv) != 4 or sys.argv[1] != "effective":
-        sys.exit("usage: python -m experiments.data_cmd effective OUT.json OUT.png")
+        sys.exit("usage: python -m experiments.data_cmd effective OUT.json OUT.png | gd-check OUT.png")
     from plrf.store import to_jsonable, write_json
     res = effective_scan()
     write_json(sys.argv[2], to_jsonable(res))
