@@ -289,3 +289,24 @@ def test_multi_epoch_eigenbasis_simulation_matches_features_reference():
     assert np.all(np.abs(z) < 4.5), z
     # and the loss really moved (the comparison is not of two constants)
     assert fc.pop[-1] < 0.5 * spec.P0
+
+
+def test_two_level_deterministic_equivalent_vs_sampled_W_and_sample():
+    # the deterministic spectrum of K (theory.deterministic, binned, counts n) fed to gd_losses: the two-level
+    # deterministic equivalent, against exact full-batch GD on pairs (W, sample) both drawn fresh per draw
+    from theory.deterministic import deterministic_spectrum
+    from theory.finite_data import gd_losses
+    al, be, d, v, N, draws = 1.0, 0.7, 200, 800, 100, 20
+    times = np.array([10, 100, 1000, 10000])
+    ds = deterministic_spectrum(al, be, d, v=v)
+    lr = 0.5 / (np.sqrt(ds.lam.max()) + np.sqrt(np.sum(ds.n * ds.lam) / N)) ** 2
+    th = gd_losses(ds.lam, ds.w, float(ds.P_star), N, times, lr=lr, n=ds.n)
+    P, T = [], []
+    for s in range(draws):
+        spec = plrf.sample_spectrum(plrf.Problem(al, be, v, d), key=jax.random.key(100 + s))
+        p, t = _exact_gd(np.asarray(spec.lam), np.asarray(spec.w), float(spec.P_star), N, times, lr, 1, seed=s)
+        P.append(p[0])
+        T.append(t[0])
+    for m, ref in ((np.array(P), th.pop), (np.array(T), th.train)):
+        se = m.std(0, ddof=1) / np.sqrt(draws)
+        assert np.all(np.abs(m.mean(0) - ref) <= 4 * se + 0.04 * ref), (m.mean(0), ref, se)

@@ -45,29 +45,32 @@ import numpy as np
 from scipy.optimize import brentq
 
 
-def kappa(lam, ridge: float, N: int) -> float:
+def kappa(lam, ridge: float, N: int, n=None) -> float:
+    """The ridge fixed point; ``n``: multiplicity of each eigenvalue (a binned spectrum), default 1."""
     lam = np.asarray(lam, np.float64)
+    n = np.ones_like(lam) if n is None else np.asarray(n, np.float64)
     if not (np.isfinite(ridge) and ridge >= 0):
         raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
     if isinstance(N, bool) or int(N) != N or N < 1:
         raise ValueError(f"N must be an integer >= 1, got {N!r}")
-    f = lambda k: k - ridge - (k / N) * np.sum(lam / (lam + k))  # noqa: E731
+    f = lambda k: k - ridge - (k / N) * np.sum(n * lam / (lam + k))  # noqa: E731
     if ridge == 0:
-        if N >= lam.size:
+        if N >= np.sum(n):
             raise ValueError("ridge = 0 needs N < d (interpolation); use ridge > 0")
         lo = 1e-300
     else:
         lo = ridge
-    hi = ridge + np.sum(lam) + 1.0
+    hi = ridge + np.sum(n * lam) + 1.0
     return brentq(f, lo * (1 + 1e-12), hi, xtol=1e-300, rtol=1e-15, maxiter=500) if f(lo) < 0 else lo
 
 
-def ridge_losses(lam, w, P_star: float, ridge: float, N: int, noise: float = 0.0):
+def ridge_losses(lam, w, P_star: float, ridge: float, N: int, noise: float = 0.0, n=None):
     """(population loss, training loss) of ridge on N samples by the deterministic equivalent."""
     lam = np.asarray(lam, np.float64)
     w = np.asarray(w, np.float64)
-    k = kappa(lam, ridge, N)
-    df2 = np.sum(lam ** 2 / (lam + k) ** 2)
+    n = np.ones_like(lam) if n is None else np.asarray(n, np.float64)
+    k = kappa(lam, ridge, N, n)
+    df2 = np.sum(n * lam ** 2 / (lam + k) ** 2)
     P = (P_star + noise ** 2 + k ** 2 * np.sum(w / (lam + k) ** 2)) / (1 - df2 / N)
     return P, (ridge / k) ** 2 * P
 
@@ -111,20 +114,21 @@ def contour(delta: float, X: float, per_decade: int = 32, arc: int = 48, big: in
     return z, w / (2j * np.pi)
 
 
-def kappa_complex(lam, z, N: int, start: int):
+def kappa_complex(lam, z, N: int, start: int, n=None):
     """kappa(z) at the nodes z (ordered along a closed path), by Newton with continuation from node ``start``
     (a real negative z, where kappa is the real ridge root)."""
     lam = np.asarray(lam, np.float64)
+    n = np.ones_like(lam) if n is None else np.asarray(n, np.float64)
     M = z.size
     out = np.empty(M, complex)
-    k0 = complex(kappa(lam, -z[start].real, N))
+    k0 = complex(kappa(lam, -z[start].real, N, n))
     out[start] = k0
 
     def newton(zz, k):
         for _ in range(100):
             r = lam / (lam + k)
-            g = k + zz - k * np.sum(r) / N
-            gp = 1 - np.sum(r * r) / N
+            g = k + zz - k * np.sum(n * r) / N
+            gp = 1 - np.sum(n * r * r) / N
             dk = g / gp
             k = k - dk
             if abs(dk) <= 1e-14 * (abs(k) + abs(zz)):
@@ -157,11 +161,14 @@ class GDLosses(NamedTuple):
 
 
 def gd_losses(lam, w, P_star: float, N: int, times, *, lr: Optional[float] = None, noise: float = 0.0,
-              per_decade: int = 32) -> GDLosses:
+              per_decade: int = 32, n=None) -> GDLosses:
     """Population and training loss of full-batch GD (``lr`` given: ``times`` = steps) or gradient flow
     (``lr=None``: ``times`` = continuous time) on N samples, by the deterministic equivalent (module doc).
 
-    Vectorised over ``times`` (one contour, one kappa solve, one M x M bias kernel for all times)."""
+    Vectorised over ``times`` (one contour, one kappa solve, one M x M bias kernel for all times). ``n``: the
+    multiplicity of each eigenvalue (a binned spectrum such as theory.deterministic.deterministic_spectrum, whose
+    ``w`` is the total weight of a bin), default 1: with the deterministic spectrum of K this is the two-level
+    deterministic equivalent (W and the sample)."""
     lam = np.asarray(lam, np.float64)
     w = np.asarray(w, np.float64)
     if lam.ndim != 1 or w.shape != lam.shape or np.any(lam <= 0) or np.any(w < 0):
@@ -174,16 +181,19 @@ def gd_losses(lam, w, P_star: float, N: int, times, *, lr: Optional[float] = Non
         raise ValueError("times must be finite and >= 0")
     if lr is not None and not (np.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a finite number > 0 (or None for gradient flow), got {lr!r}")
-    d = lam.size
+    n = np.ones_like(lam) if n is None else np.asarray(n, np.float64)
+    if n.shape != lam.shape or np.any(n <= 0):
+        raise ValueError("n must be an array of multiplicities > 0 matching lam")
+    d = float(np.sum(n))
     sig_e2 = float(P_star) + float(noise) ** 2
-    X = 1.5 * (np.sqrt(lam.max()) + np.sqrt(lam.sum() / N)) ** 2
+    X = 1.5 * (np.sqrt(lam.max()) + np.sqrt(np.sum(n * lam) / N)) ** 2
     tmax = max(float(times.max()), 1.0)
     delta = 0.05 / (tmax * (lr if lr is not None else 1.0))
     delta = min(delta, 1e-3 * X)
     z, c = contour(delta, X, per_decade=per_decade)
     start = int(np.argmin(np.abs(z + delta)))
     z[start] = -delta   # the node nearest -delta is moved onto the real axis: real start of the continuation
-    k = kappa_complex(lam, z, N, start)
+    k = kappa_complex(lam, z, N, start, n)
     if lr is not None:   # |h| on the contour, checked in logs before any exp can overflow
         logmag = float(np.max(times)) * float(np.max(np.log(np.abs(1 - lr * z))))
         if logmag > np.log(1e4):
@@ -193,15 +203,15 @@ def gd_losses(lam, w, P_star: float, N: int, times, *, lr: Optional[float] = Non
     V = 1.0 / (lam[None, :] + k[:, None])                               # (M, d)
     pre = k / z                                                         # kappa / z
     num = (V * w) @ V.T
-    den = 1.0 - ((V * lam ** 2) @ V.T) / N
+    den = 1.0 - ((V * (n * lam ** 2)) @ V.T) / N
     Bker = pre[:, None] * pre[None, :] * num / den
     A = H * c[None, :]
     bias = np.real(np.einsum("ti,ij,tj->t", A, Bker, A))
     F = 1.0 - H
-    one_sigma = pre * (V @ lam)                                         # tr Sigma (z - S)^{-1}
+    one_sigma = pre * (V @ (n * lam))                                   # tr Sigma (z - S)^{-1}
     variance = sig_e2 / N * np.real((F ** 2 / z[None, :]) @ (c * one_sigma))
     theta_form = pre * (V @ (w / lam))                                  # theta*^T (z - S)^{-1} theta*
-    trace_form = pre * V.sum(1)                                         # tr (z - S)^{-1}
+    trace_form = pre * (V @ n)                                          # tr (z - S)^{-1}
     train = (np.real((z[None, :] * H ** 2) @ (c * theta_form))
              + sig_e2 / N * (np.real((H ** 2) @ (c * trace_form)) + N - d))
     pop = P_star + noise ** 2 + bias + variance
