@@ -291,6 +291,7 @@ def test_multi_epoch_eigenbasis_simulation_matches_features_reference():
     assert fc.pop[-1] < 0.5 * spec.P0
 
 
+@pytest.mark.slow   # 20 sampled W (v = 800, d = 200) and eigendecompositions: 3-18 s depending on the load
 def test_two_level_deterministic_equivalent_vs_sampled_W_and_sample():
     # the deterministic spectrum of K (theory.deterministic, binned, counts n) fed to gd_losses: the two-level
     # deterministic equivalent, against exact full-batch GD on pairs (W, sample) both drawn fresh per draw
