@@ -311,3 +311,17 @@ def test_two_level_deterministic_equivalent_vs_sampled_W_and_sample():
     for m, ref in ((np.array(P), th.pop), (np.array(T), th.train)):
         se = m.std(0, ddof=1) / np.sqrt(draws)
         assert np.all(np.abs(m.mean(0) - ref) <= 4 * se + 0.04 * ref), (m.mean(0), ref, se)
+
+
+def test_model_size_exponent_vs_deterministic_p_star():
+    # PLRF P*(d) from the deterministic equivalent of K (theory.deterministic.p_star, v = 4d): local slope over
+    # d = 1e4 .. 1e5 against chi_d = min(2 alpha, 2 alpha + 2 beta - 1), which differs from BAP's m for beta > 1/2
+    from theory.deterministic import p_star
+    from theory.finite_data import exponents
+    for al, be in [(1.0, 0.7), (1.0, 0.3), (0.75, 1.5)]:
+        P = [p_star(al, be, d) for d in (10_000, 100_000)]
+        slope = -np.log(P[1] / P[0]) / np.log(10.0)
+        x = exponents(al, be)
+        assert slope == pytest.approx(x["chi_d"], abs=0.02)
+        if be > 0.5:
+            assert abs(slope - x["bap_m"]) > 0.3

@@ -288,7 +288,8 @@ def data_exponents():
       bias kappa^2 sum w/(lam+kappa)^2 ~ kappa^min(chi_t, 2) (the min: the sum converges at j ~ kappa^-1/2alpha
       unless 2beta - 1 > 2alpha, when the first modes dominate, the "saturation" of the DE), so
       chi_N = 2alpha min(chi_t, 2) = min(2alpha + 2beta - 1, 4alpha);
-    - model size d (P*, quoted from Paquette et al. 2024, not re-derived here): chi_d = min(2alpha, 2alpha+2beta-1).
+    - model size d (P*, from Paquette et al. 2024, not re-derived here; checked against the local slopes of
+      theory.deterministic.p_star in the tests): chi_d = min(2alpha, 2alpha+2beta-1).
 
     Bordelon, Atanasov, Pehlevan (ICML 2024) use eigenvalues k^-b and target power lam_k (theta*_k)^2 = k^-a:
     the mapping is b = 2alpha, a = 2alpha + 2beta. Their L ~ t^-(a-1)/b and P^-m with m = min(a-1, 2b) are then
