@@ -410,13 +410,79 @@ def plot_gd_check(path, Ns=(100, 200, 400), draws=20):
     save(fig, path)
 
 
-if __name__ == "__main__":   # python -m experiments.data_cmd effective OUT.json OUT.png | gd-check OUT.png
+def frontier_scan(alpha=1.0, beta=0.7, Ns=(64, 1024, 16384), computes=None, ds=None, c=0.5, quiet=False):
+    """The data-constrained compute-optimal frontier (theory.finite_data.data_frontier) for a few N."""
+    import numpy as np
+
+    from theory.finite_data import data_frontier
+    computes = np.geomspace(1e3, 1e11, 25) if computes is None else np.asarray(computes, float)
+    ds = 2 ** np.arange(3, 14) if ds is None else np.asarray(ds)
+    out = dict(alpha=alpha, beta=beta, c=c, computes=computes, ds=ds, N=list(Ns), runs=[])
+    for N in Ns:
+        t = time.time()
+        fr = data_frontier(alpha, beta, N, computes, ds, c=c)
+        ratio = fr.loss_opt / fr.loss_opt_fresh
+        k = int(np.argmax(ratio > 1.1)) if np.any(ratio > 1.1) else None
+        out["runs"].append(dict(N=N, loss_opt=fr.loss_opt, d_opt=fr.d_opt, epochs_opt=fr.epochs_opt,
+                                loss_opt_fresh=fr.loss_opt_fresh, d_opt_fresh=fr.d_opt_fresh,
+                                compute_10pct=None if k is None else float(computes[k]),
+                                epochs_10pct=None if k is None else float(fr.epochs_opt[k])))
+        if not quiet:
+            print(f"data frontier N = {N}: 10% above the fresh-data frontier at f = "
+                  f"{out['runs'][-1]['compute_10pct']}, K* = {out['runs'][-1]['epochs_10pct']} "
+                  f"[{time.time() - t:.0f} s]", file=sys.stderr, flush=True)
+    return out
+
+
+def plot_frontier(r, path):
+    import numpy as np
+
+    from .plotting import new_figure, save
+    fig, axes = new_figure(ncols=2, width=5.6)
+    fig.subplots_adjust(wspace=0.3)
+    C = np.asarray(r["computes"], float)
+    ax0, ax1 = axes[0, 0], axes[0, 1]
+    ax0.plot(C, np.asarray(r["runs"][0]["loss_opt_fresh"], float), "k-", lw=2, label="unlimited fresh data")
+    for run, col in zip(r["runs"], ("tab:blue", "tab:orange", "tab:green")):
+        ax0.plot(C, np.asarray(run["loss_opt"], float), "--", color=col, label=f"N = {run['N']} samples, repeated")
+        if run["compute_10pct"] is not None:
+            ax0.axvline(run["compute_10pct"], color=col, ls=":", lw=1)
+        ax1.plot(C, np.asarray(run["epochs_opt"], float), "-", color=col, label=f"epochs K* at the optimum, N = {run['N']}")
+        if run["compute_10pct"] is not None:
+            ax1.plot([run["compute_10pct"]], [run["epochs_10pct"]], "o", color=col, ms=6,
+                     label=f"10% above the fresh frontier: K* = {run['epochs_10pct']:.2g}")
+    ax0.set_xscale("log")
+    ax0.set_yscale("log")
+    ax0.set_xlabel("compute f = d x epochs x N (batch 1)")
+    ax0.set_ylabel("compute-optimal population loss (best d on the grid)")
+    ax0.set_title(rf"PLRF $\alpha$={r['alpha']}, $\beta$={r['beta']}, lr = {r['c']}/tr K, gradient-flow limit;"
+                  "\ndotted: the frontier is 10% above the fresh-data one", fontsize=8)
+    ax0.legend(fontsize=7)
+    ax0.grid(True, which="major", alpha=0.3)
+    ax1.axhline(1, color="0.5", lw=0.8)
+    ax1.set_xscale("log")
+    ax1.set_yscale("log")
+    ax1.set_xlabel("compute f")
+    ax1.set_ylabel("epochs K* = f / (d* N) at the optimum")
+    ax1.set_title("where repetition stops paying", fontsize=9)
+    ax1.legend(fontsize=6.5)
+    ax1.grid(True, which="major", alpha=0.3)
+    save(fig, path)
+
+
+if __name__ == "__main__":   # python -m experiments.data_cmd effective|frontier OUT.json OUT.png, gd-check OUT.png
     import json
     if len(sys.argv) == 3 and sys.argv[1] == "gd-check":
         plot_gd_check(sys.argv[2])
         sys.exit(0)
+    if len(sys.argv) == 4 and sys.argv[1] == "frontier":
+        from plrf.store import to_jsonable, write_json
+        write_json(sys.argv[2], to_jsonable(frontier_scan()))
+        plot_frontier(json.load(open(sys.argv[2])), sys.argv[3])
+        sys.exit(0)
     if len(sys.argv) != 4 or sys.argv[1] != "effective":
-        sys.exit("usage: python -m experiments.data_cmd effective OUT.json OUT.png | gd-check OUT.png")
+        sys.exit("usage: python -m experiments.data_cmd effective OUT.json OUT.png | frontier OUT.json OUT.png "
+                 "| gd-check OUT.png")
     from plrf.store import to_jsonable, write_json
     res = effective_scan()
     write_json(sys.argv[2], to_jsonable(res))

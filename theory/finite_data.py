@@ -124,14 +124,18 @@ def kappa_complex(lam, z, N: int, start: int, n=None):
     k0 = complex(kappa(lam, -z[start].real, N, n))
     out[start] = k0
 
+    dN = float(np.sum(n)) / N
+
     def newton(zz, k):
         for _ in range(100):
-            r = lam / (lam + k)
-            g = k + zz - k * np.sum(n * r) / N
-            gp = 1 - np.sum(n * r * r) / N
+            # g = k + z - (k/N) sum n lam/(lam+k), written without the cancellation of k against k d/N
+            # (N ~ d, z -> 0, where kappa ~ sqrt(|z|))
+            q = 1.0 / (lam + k)
+            g = zz + k * (1 - dN) + k * k * np.sum(n * q) / N
+            gp = 1 - np.sum(n * (lam * q) ** 2) / N
             dk = g / gp
             k = k - dk
-            if abs(dk) <= 1e-14 * (abs(k) + abs(zz)):
+            if abs(dk) <= 1e-13 * abs(k) or abs(g) <= 1e-13 * abs(zz):
                 return k
         raise RuntimeError(f"kappa: Newton did not converge at z = {zz}")
 
@@ -317,3 +321,43 @@ def exponents(alpha: float, beta: float) -> dict:
     e = data_exponents()
     sub = {e["alpha"]: alpha, e["beta"]: beta}
     return {k: float(v.subs(sub)) for k, v in e.items() if k not in ("alpha", "beta")}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# compute-optimal frontier under a data budget (gradient-flow limit)
+
+
+class DataFrontier(NamedTuple):
+    computes: np.ndarray     # (nC,) compute f = d x K x N (batch 1: d B steps)
+    ds: np.ndarray           # (nd,) model sizes searched
+    loss: np.ndarray         # (nd, nC) population loss of each d at each compute, N samples
+    loss_fresh: np.ndarray   # (nd, nC) the same with unlimited fresh data (population gradient flow)
+    d_opt: np.ndarray        # (nC,) best d on the grid with N samples
+    loss_opt: np.ndarray
+    epochs_opt: np.ndarray   # K = f / (d_opt N)
+    d_opt_fresh: np.ndarray
+    loss_opt_fresh: np.ndarray
+
+
+def data_frontier(alpha: float, beta: float, N: int, computes, ds, *, c: float = 0.5, v_ratio: int = 4,
+                  noise: float = 0.0) -> DataFrontier:
+    """Compute-optimal frontier of PLRF trained on N samples (as many epochs as the compute allows), in the
+    small-lr limit: SGD with batch 1 and lr c / tr K for f / d steps is gradient flow to time c f / (d tr K) on
+    the empirical loss (:func:`gd_losses`, with the two-level deterministic spectrum of K at each d, v = v_ratio
+    d), against the same with unlimited fresh data (population gradient flow). The best d on the grid ``ds``
+    per compute; the epochs at the optimum K = f / (d N) show where repetition stops paying."""
+    from theory.deterministic import deterministic_spectrum
+    computes = np.atleast_1d(np.asarray(computes, np.float64))
+    ds = np.asarray(ds, np.int64)
+    L, Lf = [], []
+    for d in ds:
+        sp = deterministic_spectrum(alpha, beta, int(d), v=int(v_ratio * d))
+        lam, w, n = np.asarray(sp.lam), np.asarray(sp.w), np.asarray(sp.n)
+        tr = float(np.sum(n * lam))
+        tau = c * computes / (d * tr)
+        L.append(gd_losses(lam, w, float(sp.P_star), N, tau, noise=noise, n=n).pop)
+        Lf.append(population_gf(lam, w, float(sp.P_star), tau, noise))
+    L, Lf = np.array(L), np.array(Lf)
+    i, j = L.argmin(0), Lf.argmin(0)
+    cols = np.arange(computes.size)
+    return DataFrontier(computes, ds, L, Lf, ds[i], L[i, cols], computes / (ds[i] * N), ds[j], Lf[j, cols])
