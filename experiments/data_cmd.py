@@ -410,13 +410,13 @@ def plot_gd_check(path, Ns=(100, 200, 400), draws=20):
     save(fig, path)
 
 
-def frontier_scan(alpha=1.0, beta=0.7, Ns=(64, 1024, 16384), computes=None, ds=None, c=0.5, quiet=False):
+def frontier_scan(alpha=1.0, beta=0.7, Ns=(64, 1024, 16384), computes=None, ds=None, c=0.1, quiet=False):
     """The data-constrained compute-optimal frontier (theory.finite_data.data_frontier) for a few N."""
     import numpy as np
 
     from theory.finite_data import data_frontier
-    computes = np.geomspace(1e3, 1e11, 25) if computes is None else np.asarray(computes, float)
-    ds = 2 ** np.arange(3, 14) if ds is None else np.asarray(ds)
+    computes = np.geomspace(1e3, 1e10, 22) if computes is None else np.asarray(computes, float)
+    ds = 2 ** np.arange(3, 15) if ds is None else np.asarray(ds)
     out = dict(alpha=alpha, beta=beta, c=c, computes=computes, ds=ds, N=list(Ns), runs=[])
     for N in Ns:
         t = time.time()

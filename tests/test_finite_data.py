@@ -325,3 +325,24 @@ def test_model_size_exponent_vs_deterministic_p_star():
         assert slope == pytest.approx(x["chi_d"], abs=0.02)
         if be > 0.5:
             assert abs(slope - x["bap_m"]) > 0.3
+
+
+@pytest.mark.slow   # 9 deterministic spectra: about 10 s
+def test_data_frontier_limits_and_n_equals_d():
+    from theory.deterministic import deterministic_spectrum
+    from theory.finite_data import data_frontier, gd_losses
+    C = np.array([1e3, 1e5, 1e7])
+    ds = np.array([16, 32, 64, 128])
+    fr = data_frontier(1.0, 0.7, 64, C, ds, c=0.1)
+    # within one epoch the loss is the fresh-data loss exactly; afterwards repetition costs (ratio >= 1, growing)
+    one = C[None, :] <= ds[:, None] * 64
+    np.testing.assert_array_equal(fr.loss[one], fr.loss_fresh[one])
+    ratio = fr.loss_opt / fr.loss_opt_fresh
+    assert np.all(ratio >= 1 - 1e-12) and np.all(np.diff(ratio) > 0) and ratio[-1] > 1.5
+    big = data_frontier(1.0, 0.7, 10 ** 7, C, ds, c=0.1)      # N >> d f / d: practically unlimited data
+    np.testing.assert_allclose(big.loss_opt, big.loss_opt_fresh, rtol=2e-3)
+    # N = d (hard edge of the sample covariance at 0): kappa's continuation converges, and the ridgeless limit
+    # shows the interpolation peak (loss at t = 1e9 far above its minimum)
+    sp = deterministic_spectrum(1.0, 0.7, 64, v=256)
+    g = gd_losses(sp.lam, sp.w, float(sp.P_star), 64, [1e3, 1e9], n=sp.n)
+    assert np.all(np.isfinite(g.pop)) and g.pop[1] > 10 * g.pop[0]

@@ -137,13 +137,26 @@ def kappa_complex(lam, z, N: int, start: int, n=None):
             k = k - dk
             if abs(dk) <= 1e-13 * abs(k) or abs(g) <= 1e-13 * abs(zz):
                 return k
-        raise RuntimeError(f"kappa: Newton did not converge at z = {zz}")
+            if not np.isfinite(k):
+                break
+        return None
+
+    def march(z0, k, z1, depth=0):
+        # Newton from the previous node's kappa; on failure, continue along substeps of the segment z0 -> z1
+        r = newton(z1, k)
+        if r is not None:
+            return r
+        if depth > 12:
+            raise RuntimeError(f"kappa: Newton did not converge at z = {z1}")
+        zm = 0.5 * (z0 + z1)
+        return march(zm, march(z0, k, zm, depth + 1), z1, depth + 1)
 
     for direction in (1, -1):
         k = k0
         for step in range(1, M // 2 + 1):
             i = (start + direction * step) % M
-            k = newton(z[i], k)
+            ip = (start + direction * (step - 1)) % M
+            k = march(z[ip], k, z[i])
             out[i] = k
     return out
 
@@ -344,8 +357,10 @@ def data_frontier(alpha: float, beta: float, N: int, computes, ds, *, c: float =
     """Compute-optimal frontier of PLRF trained on N samples (as many epochs as the compute allows), in the
     small-lr limit: SGD with batch 1 and lr c / tr K for f / d steps is gradient flow to time c f / (d tr K) on
     the empirical loss (:func:`gd_losses`, with the two-level deterministic spectrum of K at each d, v = v_ratio
-    d), against the same with unlimited fresh data (population gradient flow). The best d on the grid ``ds``
-    per compute; the epochs at the optimum K = f / (d N) show where repetition stops paying."""
+    d), against the same with unlimited fresh data (population gradient flow); up to one epoch (f <= d N) the
+    loss is the fresh-data one. The best d on the grid ``ds`` per compute; the epochs at the optimum
+    K = f / (d N) show where repetition stops paying. The proxy's error grows with c (E(1, N) of
+    :func:`effective_data` is 0.9 at c = 0.1, 0.7 at c = 0.5 for N = 16)."""
     from theory.deterministic import deterministic_spectrum
     computes = np.atleast_1d(np.asarray(computes, np.float64))
     ds = np.asarray(ds, np.int64)
@@ -355,8 +370,12 @@ def data_frontier(alpha: float, beta: float, N: int, computes, ds, *, c: float =
         lam, w, n = np.asarray(sp.lam), np.asarray(sp.w), np.asarray(sp.n)
         tr = float(np.sum(n * lam))
         tau = c * computes / (d * tr)
-        L.append(gd_losses(lam, w, float(sp.P_star), N, tau, noise=noise, n=n).pop)
-        Lf.append(population_gf(lam, w, float(sp.P_star), tau, noise))
+        fresh = population_gf(lam, w, float(sp.P_star), tau, noise)
+        reuse = gd_losses(lam, w, float(sp.P_star), N, tau, noise=noise, n=n).pop
+        # up to one epoch every sample is fresh: the one-pass loss exactly (the gradient-flow proxy of the
+        # empirical loss would overfit a partial epoch)
+        L.append(np.where(computes <= d * N, fresh, reuse))
+        Lf.append(fresh)
     L, Lf = np.array(L), np.array(Lf)
     i, j = L.argmin(0), Lf.argmin(0)
     cols = np.arange(computes.size)
