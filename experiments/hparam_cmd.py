@@ -4,7 +4,8 @@ in the data budget D and the model size d, on the exact theory (:mod:`theory.hpa
 One resumable cell per (d, D) (``OUT/cells``, verified on read; a different configuration is refused): the
 tuned constant lr and final loss at each batch ``B = factor^k`` with ``S = D/B >= 4`` steps, and (at the
 reported budgets) the weight-decay scan at the batch nearest B*. The D grid runs ``--extend`` decades past the
-largest reported budget so that large batches can reach the target that defines B_crit. Writes
+largest reported budget so that large batches can reach the target that defines B_crit (there only the batches
+with S <= D_MAX steps are run: a smaller batch reaches that target within D_MAX samples). Writes
 OUT/results.json (the per-(d, D) laws and a table of fitted exponents) and OUT/hparam_laws.png.
 """
 from __future__ import annotations
@@ -156,7 +157,7 @@ def _run(args, config, out, t0, ds):
                 how = "resumed"
             else:
                 c = H.cell(spec, D, family=family, mu=mu, b_max=args.batch_max, factor=args.batch_factor,
-                           frac_max=args.lr_frac_max, lr_max_cache=cache)
+                           frac_max=args.lr_frac_max, lr_max_cache=cache, s_max=(None if D <= hi else hi))
                 arrs = dict(c)
                 if D in reported and not args.no_wd:
                     ob = H.optimal_batch(c["batch"], c["loss"], args.tol)
@@ -191,6 +192,9 @@ def analyse(cells, ds, reported, Ds, tol, config) -> dict:
     from theory import hparam_laws as H
     per_d = []
     for d in ds:
+        spec = H.ladder_spectrum(config["alpha"], config["beta"], d, ratio=config["ratio"],
+                                 label_noise=config.get("label_noise", 0.0))
+        trK, trK2 = float(spec.trace), float(np.sum(spec.n * spec.lam ** 2))
         allB = sorted(set(int(b) for D in Ds for b in np.asarray(cells[(d, D)]["batch"])))
         table = np.full((len(Ds), len(allB)), np.nan)
         for i, D in enumerate(Ds):
@@ -207,7 +211,8 @@ def analyse(cells, ds, reported, Ds, tol, config) -> dict:
                                                                samples=cb.samples, resid=cb.max_log_resid)
             except ValueError:
                 bc, bce, cbs = math.nan, math.nan, None
-            row = dict(D=D, lr_B1=float(np.asarray(c["lr"])[0]), B_star=ob.B_star, B_star_at_edge=ob.at_edge, B_tol=ob.B_tol, loss=ob.loss,
+            lr1 = float(np.asarray(c["lr"])[0])
+            row = dict(D=D, lr_B1=lr1, B_crit_noise_pred=1.0 + 2.0 * trK / (lr1 * trK2), B_star=ob.B_star, B_star_at_edge=ob.at_edge, B_tol=ob.B_tol, loss=ob.loss,
                        lr_star=float(np.asarray(c["lr"])[ob.index]),
                        lr_frac=float(np.asarray(c["lr"])[ob.index] / np.asarray(c["lr_max"])[ob.index]),
                        B_crit=bc, B_crit_err=bce, tradeoff=cbs,
@@ -236,7 +241,7 @@ def analyse(cells, ds, reported, Ds, tol, config) -> dict:
     for pd in per_d:      # noise-balanced prediction: B_crit ~ B / eta*(B) (module theory.hparam_laws)
         for row in pd["rows"]:
             row["Bcrit_x_lr_B1"] = row["B_crit"] * row["lr_B1"]
-    for q in ("B_crit", "B_tol", "lr_star", "loss", "B_star", "lr_B1", "Bcrit_x_lr_B1"):
+    for q in ("B_crit", "B_tol", "lr_star", "loss", "B_star", "lr_B1", "Bcrit_x_lr_B1", "B_crit_noise_pred"):
         fits[q] = {}
         for pd in per_d:
             D = [r["D"] for r in pd["rows"]]
@@ -249,8 +254,7 @@ def analyse(cells, ds, reported, Ds, tol, config) -> dict:
         for i, D in enumerate(reported):
             fits_d[q][str(D)] = fit(q, ds, [pd["rows"][i][q] for pd in per_d])
     sym = H.symbolic_exponents(config["alpha"], config["beta"])
-    specs = [H.ladder_spectrum(config["alpha"], config["beta"], d, ratio=config["ratio"]) for d in ds]
-    edge = [H.edge_batch(s) for s in specs]
+    edge = [H.edge_batch(H.ladder_spectrum(config["alpha"], config["beta"], d, ratio=config["ratio"])) for d in ds]
     edge_fit = fit("edge", ds, edge)
     any_wd = [r.get("lambda_star") for pd in per_d for r in pd["rows"] if "lambda_star" in r]
     return dict(ds=list(ds), budgets=reported, budgets_all=list(Ds), per_d=per_d, fits_D=fits, fits_d=fits_d,
@@ -260,13 +264,13 @@ def analyse(cells, ds, reported, Ds, tol, config) -> dict:
 
 def format_table(r) -> str:
     lines = ["fitted exponents in D (slope ± err) per d:",
-             "  quantity      " + "".join(f"{'d=' + str(d):>18}" for d in r["ds"])]
-    for q in ("B_crit", "B_tol", "lr_star", "loss", "Bcrit_x_lr_B1"):
+             "  quantity          " + "".join(f"{'d=' + str(d):>18}" for d in r["ds"])]
+    for q in ("B_crit", "B_crit_noise_pred", "B_tol", "lr_star", "loss", "Bcrit_x_lr_B1"):
         cells = []
         for d in r["ds"]:
             f = r["fits_D"][q].get(str(d))
             cells.append(f"{f['slope']:+.3f} ± {f['err']:.3f}" if f else "n/a")
-        lines.append(f"  {q:<13} " + "".join(f"{c:>18}" for c in cells))
+        lines.append(f"  {q:<17} " + "".join(f"{c:>18}" for c in cells))
     lines.append("exponents in d at fixed D (slope ± err):")
     for q in ("B_crit", "B_tol"):
         parts = []
@@ -301,11 +305,11 @@ def plot(r, config, path):
     import numpy as np
 
     from .plotting import new_figure, save
-    fig, axes = new_figure(ncols=2, nrows=2)
+    fig, axes = new_figure(ncols=2, nrows=2, height=4.4, constrained_layout=True)
     cmap = __import__("matplotlib").colormaps["viridis"]
     nd = len(r["per_d"])
     panels = (("B_crit", axes[0, 0], r"critical batch $B_{crit}$ (McCandlish fit)"),
-              ("B_tol", axes[0, 1], rf"optimal batch: $B^*$ (x) and largest B within {config['tol']:g} of the best"),
+              ("B_tol", axes[0, 1], rf"optimal batch $B^*$ (x) and $B_{{tol}}$ = largest B within {100 * config['tol']:g}% of the best loss"),
               ("lr_star", axes[1, 0], r"optimal peak lr $\eta^*$ at $B^*$"),
               ("lambda_star", axes[1, 1], r"weight decay at timescale $\tau = B/(\eta\lambda D)$: "
                                           r"tuned loss / loss at $\lambda = 0$"))

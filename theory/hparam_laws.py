@@ -30,6 +30,7 @@ points (resampled with replacement, ``n_boot`` draws); reported error = max of t
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple, Optional, Sequence
 
@@ -38,7 +39,7 @@ import numpy as np
 import plrf
 from plrf import optimizers as O
 
-EXACT_MAX = 200_000   # steps: the blocked exact recursion up to here, the log-time solver beyond
+EXACT_MAX = 1_000_000   # steps: the blocked exact recursion up to here, the log-time solver beyond
 MIN_STEPS = 4         # a batch is used at budget D only if S = D/B >= MIN_STEPS
 FAMILIES = ("sgd", "momentum")
 
@@ -109,21 +110,24 @@ def tune_lr(spec, family: str, batch: int, steps: int, *, mu: float = 0.9, weigh
     return Tuned(math.exp(x), math.exp(v) if v < 1e3 else math.inf, lr_max, n[0])
 
 
-def batches_for(D: float, b_max: int, factor: int = 2) -> np.ndarray:
-    """Powers of ``factor`` from 1 with ``S = D/B >= MIN_STEPS`` and ``B <= b_max``."""
+def batches_for(D: float, b_max: int, factor: int = 2, s_max: Optional[float] = None) -> np.ndarray:
+    """Powers of ``factor`` from 1 with ``MIN_STEPS <= S = D/B`` (``<= s_max`` if given) and ``B <= b_max``."""
     out, B = [], 1
     while B <= b_max and D / B >= MIN_STEPS:
-        out.append(B)
+        if s_max is None or D / B <= s_max:
+            out.append(B)
         B *= factor
     return np.array(out, dtype=np.int64)
 
 
 def cell(spec, D: float, *, family: str = "sgd", mu: float = 0.9, b_max: int = 4096, factor: int = 2,
-         frac_max: float = 0.99, lr_max_cache: Optional[dict] = None, xatol: float = 0.05, scan: int = 5) -> dict:
+         frac_max: float = 0.99, lr_max_cache: Optional[dict] = None, xatol: float = 0.05, scan: int = 5,
+         s_max: Optional[float] = None) -> dict:
     """One (d, D) cell: tuned lr and final loss at every batch of :func:`batches_for`. Steps ``S = round(D/B)``
-    (the samples actually used are ``B S``)."""
+    (the samples actually used are ``B S``); ``s_max`` drops the batches with more steps (the budgets past the
+    reported ones only serve the large batches' B_crit targets)."""
     from .batch import max_lr
-    B = batches_for(D, b_max, factor)
+    B = batches_for(D, b_max, factor, s_max)
     lrs, losses, tops, S = [], [], [], []
     for b in B:
         key = int(b)
@@ -336,25 +340,34 @@ def symbolic_exponents(alpha: float, beta: float) -> dict:
       set by D, not d).
     Returns floats (and the sympy expressions as strings)."""
     import sympy as sp
+    e = _symbolic()
+    a, b = e["symbols"]
+    subs = {a: sp.nsimplify(alpha), b: sp.nsimplify(beta)}
+    return dict(loss_D=float(e["loss_D"].subs(subs)), B_simple_vs_s=float(e["B_simple_vs_s"].subs(subs)),
+                B_simple_vs_L=float(e["B_simple_vs_L"].subs(subs)), Bcrit_D_signal=float(e["Bcrit_D"].subs(subs)),
+                B_edge_d=float(e["kappa"].subs(subs)), Bcrit_d_at_fixed_D=0.0,
+                expr=dict(loss_D=str(e["loss_D"]), B_simple_vs_L=str(e["B_simple_vs_L"]),
+                          Bcrit_D_signal=str(e["Bcrit_D"]), noise_limit=str(e["noise"]), B_edge_d=str(e["kappa"])))
+
+
+@functools.lru_cache(maxsize=1)
+def _symbolic() -> dict:
+    """The derivations of :func:`symbolic_exponents` in symbols (alpha, beta) (sympy; ~1 s, done once)."""
+    import sympy as sp
     a, b, j, J, s = sp.symbols("alpha beta j J s", positive=True)
     eta, B, P, trK, trK2, Gs = sp.symbols("eta B P trK trK2 G_s", positive=True)
-    subs = {a: sp.nsimplify(alpha), b: sp.nsimplify(beta)}
-    P_tail = sp.integrate(j ** (-2 * a - 2 * b), (j, J, sp.oo), conds="none")
+    P_tail = sp.integrate(j ** (-2 * a - 2 * b), (j, J, sp.oo), conds="none")   # needs 2a + 2b > 1
     G_tail = sp.integrate(j ** (-4 * a - 2 * b), (j, J, sp.oo), conds="none")
-    e_P = sp.simplify(sp.log(P_tail.subs(J, s ** (1 / (2 * a))).subs(subs)).diff(s) * s)
-    loss_D = -sp.nsimplify(sp.simplify(e_P))
-    ratio = sp.simplify(P_tail / G_tail)                 # ~ J^{2a}
-    e_B_J = sp.simplify(sp.diff(sp.log(ratio), J) * J)   # exponent in J
-    e_B_s = sp.simplify(e_B_J / (2 * a))                 # J = s^{1/(2a)}
-    e_P_s = sp.simplify((-(2 * a + 2 * b - 1)) / (2 * a))
-    B_vs_L = sp.simplify(e_B_s / e_P_s)
-    Bcrit_D = sp.simplify(B_vs_L * e_P_s)                # B ~ L^{B_vs_L}, L ~ D^{e_P_s}
+
+    def expo(expr, x):   # d log(expr) / d log(x) for a product of powers
+        return sp.factor(sp.expand(sp.expand_log(sp.log(sp.powsimp(expr, force=True)), force=True).diff(x) * x))
+    loss_D = -expo(P_tail.subs(J, s ** (1 / (2 * a))), s)   # L ~ s^-loss_D, s ~ D
+    e_B_s = sp.factor(expo(P_tail / G_tail, J) / (2 * a))  # B_simple - 1 ~ P/|G|^2 ~ J^{2a} = s^{e_B_s}
+    B_vs_L = sp.factor(e_B_s / (-loss_D))
+    Bcrit_D = sp.factor(B_vs_L * (-loss_D))              # B ~ L^{B_vs_L}, L ~ D^{-loss_D}
     noise = sp.limit(P * trK / (Gs + eta * P * trK2 / (2 * B)), Gs, 0)   # B_simple - 1 with the signal part -> 0
-    kappa = sp.Max(0, 1 - 2 * a)
-    return dict(loss_D=float(loss_D), B_simple_vs_s=float(e_B_s.subs(subs)), B_simple_vs_L=float(B_vs_L.subs(subs)),
-                Bcrit_D_signal=float(Bcrit_D.subs(subs)), B_edge_d=float(kappa.subs(subs)), Bcrit_d_at_fixed_D=0.0,
-                expr=dict(loss_D=str(sp.simplify((2 * a + 2 * b - 1) / (2 * a))), B_simple_vs_L=str(B_vs_L),
-                          Bcrit_D_signal=str(Bcrit_D), noise_limit=str(sp.simplify(noise)), B_edge_d=str(kappa)))
+    return dict(symbols=(a, b), loss_D=loss_D, B_simple_vs_s=e_B_s, B_simple_vs_L=B_vs_L, Bcrit_D=Bcrit_D,
+                noise=noise, kappa=sp.Max(0, 1 - 2 * a))
 
 
 def edge_batch(spec) -> float:
