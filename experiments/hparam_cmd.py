@@ -212,7 +212,9 @@ def analyse(cells, ds, reported, Ds, tol, config) -> dict:
             except ValueError:
                 bc, bce, cbs = math.nan, math.nan, None
             lr1 = float(np.asarray(c["lr"])[0])
-            row = dict(D=D, lr_B1=lr1, B_crit_noise_pred=1.0 + 2.0 * trK / (lr1 * trK2), B_star=ob.B_star, B_star_at_edge=ob.at_edge, B_tol=ob.B_tol, loss=ob.loss,
+            # heavy ball: the SGD formula at the effective lr eta/(1 - mu) (a heuristic, not derived for momentum)
+            lr_eff = lr1 / (1.0 - config["momentum"]) if config["optimizer"] == "momentum" else lr1
+            row = dict(D=D, lr_B1=lr1, B_crit_noise_pred=1.0 + 2.0 * trK / (lr_eff * trK2), B_star=ob.B_star, B_star_at_edge=ob.at_edge, B_tol=ob.B_tol, loss=ob.loss,
                        lr_star=float(np.asarray(c["lr"])[ob.index]),
                        lr_frac=float(np.asarray(c["lr"])[ob.index] / np.asarray(c["lr_max"])[ob.index]),
                        B_crit=bc, B_crit_err=bce, tradeoff=cbs,
@@ -326,7 +328,8 @@ def plot(r, config, path):
                     ratio = [float(np.asarray(row["wd_loss_ratio"], dtype=float)[k + 1]) for row in rows]
                     ax.plot([row["D"] for row in rows], ratio, ("o-", "s--", "^:", "v-.")[k % 4], color=col, ms=4,
                             label=(rf"d = {pd['d']}, $\tau$ = {tau:g}"))
-                ax.axhline(1.0, color="k", lw=0.8)
+                if rows:
+                    ax.axhline(1.0, color="k", lw=0.8)
                 continue
             ax.plot(D, y, "o", color=col, label=f"d = {pd['d']}")
             f = r["fits_D"].get(q, {}).get(str(pd["d"]))
@@ -340,7 +343,10 @@ def plot(r, config, path):
         ax.set_xlabel("data budget D = B S (samples)")
         ax.set_title(title, fontsize=9)
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=6, ncol=2)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6, ncol=2)
+        else:
+            ax.text(0.5, 0.5, "not scanned (--no-wd)", transform=ax.transAxes, ha="center", va="center")
     s2 = config.get("label_noise", 0.0)
     fig.suptitle(rf"PLRF $\alpha$={config['alpha']}, $\beta$={config['beta']}, {config['optimizer']}, constant lr "
                  "tuned per (B, D) on the exact theory" + (rf", $\sigma^2$={s2:.3g}" if s2 else ""), fontsize=10)
