@@ -310,12 +310,14 @@ def plot(r, config, path):
     fig, axes = new_figure(ncols=2, nrows=2, height=4.4, constrained_layout=True)
     cmap = __import__("matplotlib").colormaps["viridis"]
     nd = len(r["per_d"])
-    panels = (("B_crit", axes[0, 0], r"critical batch $B_{crit}$ (McCandlish fit)"),
-              ("B_tol", axes[0, 1], rf"optimal batch $B^*$ (x) and $B_{{tol}}$ = largest B within {100 * config['tol']:g}% of the best loss"),
-              ("lr_star", axes[1, 0], r"optimal peak lr $\eta^*$ at $B^*$"),
-              ("lambda_star", axes[1, 1], r"weight decay at timescale $\tau = B/(\eta\lambda D)$: "
-                                          r"tuned loss / loss at $\lambda = 0$"))
-    for q, ax, title in panels:
+    panels = (("B_crit", axes[0, 0], r"critical batch $B_{crit}$ (McCandlish fit)", r"$B_{crit}$"),
+              ("B_tol", axes[0, 1], rf"optimal batch $B^*$ (x) and $B_{{tol}}$ = largest B within "
+                                    rf"{100 * config['tol']:g}% of the best loss", r"batch size"),
+              ("lr_star", axes[1, 0], r"optimal peak lr $\eta^*$ at $B^*$", r"$\eta^*$"),
+              ("lambda_star", axes[1, 1], r"weight decay at timescale $\tau = B/(\eta\lambda D)$ (lr re-tuned)",
+               r"tuned loss / loss at $\lambda = 0$"))
+    for q, ax, title, ylabel in panels:
+        ax.set_ylabel(ylabel)
         for i, pd in enumerate(r["per_d"]):
             col = cmap(i / max(nd - 1, 1))
             D = np.array([row["D"] for row in pd["rows"]], dtype=float)
@@ -330,6 +332,8 @@ def plot(r, config, path):
                             label=(rf"d = {pd['d']}, $\tau$ = {tau:g}"))
                 if rows:
                     ax.axhline(1.0, color="k", lw=0.8)
+                    top = max(float(np.nanmax(np.asarray(row["wd_loss_ratio"], dtype=float))) for row in rows)
+                    ax.set_ylim(0.95, max(top, 1.05) ** 1.8)     # room above the data for the legend
                 continue
             ax.plot(D, y, "o", color=col, label=f"d = {pd['d']}")
             f = r["fits_D"].get(q, {}).get(str(pd["d"]))

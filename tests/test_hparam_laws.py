@@ -131,7 +131,9 @@ def test_cli_bad_input_exit_2(tmp_path, capsys, argv, needle):
 
 
 @pytest.mark.slow
-def test_cli_resume_and_refuse_other_config(tmp_path, capsys):
+def test_cli_resume_and_refuse_other_config(tmp_path, capsys, monkeypatch):
+    from figcheck import record_figures
+    found = record_figures(monkeypatch)          # labelled axes, legends hiding no data (tests/figcheck.py)
     out = tmp_path / "o"
     argv = ["hparam-laws", "--ds", "32", "64", "--budgets", "64", "1024", "--per-decade", "1", "--extend", "0.5",
             "--batch-max", "64", "--wd-taus", "10", "--out", out]
@@ -139,7 +141,7 @@ def test_cli_resume_and_refuse_other_config(tmp_path, capsys):
     r1 = load_results(out)
     first = capsys.readouterr().err
     assert "[1/" in first and "resumed" not in first
-    assert (out / "hparam_laws.png").exists()
+    assert (out / "hparam_laws.png").exists() and found == {"hparam_laws.png": []}
     assert run_cli(argv) == 0
     second = capsys.readouterr().err
     assert second.count("resumed") == len(r1["ds"]) * len(r1["budgets_all"])
