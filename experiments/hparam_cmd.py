@@ -214,7 +214,8 @@ def analyse(cells, ds, reported, Ds, tol, config) -> dict:
             lr1 = float(np.asarray(c["lr"])[0])
             # heavy ball: the SGD formula at the effective lr eta/(1 - mu) (a heuristic, not derived for momentum)
             lr_eff = lr1 / (1.0 - config["momentum"]) if config["optimizer"] == "momentum" else lr1
-            row = dict(D=D, lr_B1=lr1, B_crit_noise_pred=1.0 + 2.0 * trK / (lr_eff * trK2), B_star=ob.B_star, B_star_at_edge=ob.at_edge, B_tol=ob.B_tol, loss=ob.loss,
+            row = dict(D=D, lr_B1=lr1, B_crit_noise_pred=1.0 + 2.0 * trK / (lr_eff * trK2), B_star=ob.B_star,
+                       B_star_at_edge=ob.at_edge, B_tol=ob.B_tol, loss=ob.loss,
                        lr_star=float(np.asarray(c["lr"])[ob.index]),
                        lr_frac=float(np.asarray(c["lr"])[ob.index] / np.asarray(c["lr_max"])[ob.index]),
                        B_crit=bc, B_crit_err=bce, tradeoff=cbs,
@@ -222,8 +223,8 @@ def analyse(cells, ds, reported, Ds, tol, config) -> dict:
             if "wd_star" in c:
                 lam_s, lr_s, gain, tau, Bw, Sw = (float(x) for x in np.asarray(c["wd_star"]))
                 row.update(lambda_star=lam_s, lr_at_lambda_star=lr_s, wd_gain=gain, tau=tau, wd_batch=Bw,
-                           wd_lambdas=np.asarray(c["wd_lambdas"]), wd_taus=np.asarray(c["wd_taus"]), wd_loss_ratio=np.asarray(c["wd_loss"]) /
-                           np.asarray(c["wd_loss"])[0])
+                           wd_lambdas=np.asarray(c["wd_lambdas"]), wd_taus=np.asarray(c["wd_taus"]),
+                           wd_loss_ratio=np.asarray(c["wd_loss"]) / np.asarray(c["wd_loss"])[0])
             rows.append(row)
         per_d.append(dict(d=int(d), rows=rows))
     fits = {}
@@ -282,7 +283,8 @@ def format_table(r) -> str:
     s = r["symbolic"]
     lines.append(f"symbolic (population limit, signal-dominated SGD): loss ~ D^-{s['loss_D']:.3f}, "
                  f"B_crit ~ D^{s['Bcrit_D_signal']:.3f} (signal-dominated) or ~ B/eta* = const x D^(-lr_B1 slope) "
-                 f"(noise-balanced: B_simple - 1 -> {s['expr']['noise_limit']}), B_edge = trK/lam_max ~ d^{s['B_edge_d']:.3f} "
+                 f"(noise-balanced: B_simple - 1 -> {s['expr']['noise_limit']}), "
+                 f"B_edge = trK/lam_max ~ d^{s['B_edge_d']:.3f} "
                  f"(measured {r['edge_batch_fit']['slope']:+.3f})")
     stars = [row["B_star"] for pd in r["per_d"] for row in pd["rows"]]
     edge = [row["B_star_at_edge"] for pd in r["per_d"] for row in pd["rows"]]
