@@ -146,7 +146,7 @@ def _validate(args):
     check_args(args)
     ds = geometric_ladder(args.d_min, args.d_max, args.per_octave)
     budget.check(budget.ladder(ds, flops_max=args.flops_max, sims=args.sim_d, sim_seeds=args.sim_seeds,
-                               sim_flops=args.sim_flops, batch=args.batch), args,
+                               sim_flops=args.sim_flops, batch=args.batch, cost=budget.optimizer_cost(args)), args,
                  say=budget.teller(args, "compute-optimal"))
     return ds
 

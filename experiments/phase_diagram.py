@@ -73,7 +73,7 @@ def _validate(args, cfg):
     check_ladder(alpha=pts[0][1], beta=pts[0][2], d_min=cfg["d_min"], d_max=cfg["d_max"],
                  flops_max=cfg["flops_max"], batch=cfg["batch"], ratio=cfg["ratio"])
     ds = geometric_ladder(cfg["d_min"], cfg["d_max"], cfg["per_octave"])
-    budget.check(budget.ladder(ds, flops_max=cfg["flops_max"], points=len(pts)), args,
+    budget.check(budget.ladder(ds, flops_max=cfg["flops_max"], points=len(pts), cost=budget.optimizer_cost(args)), args,
                  say=budget.teller(args, "phase-diagram"))
     return ds, pts
 
