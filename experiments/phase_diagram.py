@@ -101,9 +101,9 @@ def _run(args, cfg, out, t0, ds, pts):
     from theory.ladder import measure_frontier
 
     from .compute_optimal import fit_record
-    from .optim_options import ladder_optimizer_fn, plain_sgd
+    from .optim_options import label, ladder_optimizer_fn
 
-    name = "sgd" if plain_sgd(args) else args.optimizer
+    name = label(args)   # "sgd" only for plain SGD: "sgd+ema=uniform" runs its own ladder next to SGD's
     store = out.cells()
     records, failed = [], []
     with Progress(len(pts) * len(ds) * (1 if name == "sgd" else 2), desc="phase diagram", unit="curves",
