@@ -51,6 +51,12 @@ def coord(s, steps: int, space: str):
     raise ValueError(f"space must be one of {SPACES}, got {space!r}")
 
 
+def knot_steps(u, steps: int, space: str) -> np.ndarray:
+    """The (float) steps at the knot coordinates ``u`` (inverse of :func:`coord`)."""
+    u = np.asarray(u, np.float64)
+    return u * max(steps - 1, 1) if space in ("linear", "ends") else np.expm1(u * math.log(steps))
+
+
 def knot_schedule(u, values, steps: int, space: str):
     """The schedule closure ``step -> lr``: piecewise linear through ``(u_j, values_j)`` in :func:`coord`
     (traceable: ``values`` may be traced). With concrete values it carries ``.host``, the same function in numpy,
@@ -225,12 +231,19 @@ def optimize_logtime(spectrum: Spectrum, *, steps: int, knots: int = 32, space: 
     t0 = time.time()
     cap = frac * plrf.max_stable_lr(spectrum, batch)
     u = knot_positions(knots, space, steps)
-    vals = np.full(u.size, 0.5 * cap) if init is None else np.broadcast_to(np.asarray(init, np.float64), u.shape)
+    if init is None:
+        vals = np.full(u.size, 0.5 * cap)
+    elif callable(init):    # a schedule closure: its values at the knots' steps
+        vals = np.asarray(init(np.asarray(knot_steps(u, steps, space))), np.float64)
+    else:
+        vals = np.broadcast_to(np.asarray(init, np.float64), u.shape)
+    vals = np.clip(vals, 1e-6 * cap, (1 - 1e-6) * cap)
     z = _inv_sigmoid(vals / cap)
     spec, uj = _spec(spectrum, batch), jnp.asarray(u, jnp.float64)
     vg = _vg(steps, space)
     log = []
     curve, mesh = forward(spectrum, u, cap * expit(z), steps=steps, space=space, batch=batch, rtol=rtol)
+    it = maxiter
     for _ in range(rounds):
         jm = _jmesh(mesh)
         before = curve.final
@@ -242,12 +255,15 @@ def optimize_logtime(spectrum: Spectrum, *, steps: int, knots: int = 32, space: 
             if not (math.isfinite(lv) and np.all(np.isfinite(g))):
                 return 1e30, np.zeros_like(zz)
             return lv, g
-        res = minimize(f, z, jac=True, method="L-BFGS-B", options=dict(maxiter=maxiter, gtol=1e-12, ftol=1e-14))
+        res = minimize(f, z, jac=True, method="L-BFGS-B", options=dict(maxiter=it, gtol=1e-12, ftol=1e-14))
         z_new = res.x
         curve_new, mesh_new = forward(spectrum, u, cap * expit(z_new), steps=steps, space=space, batch=batch, rtol=rtol)
         log.append((mesh.rows, int(res.nit), float(before), float(curve_new.final)))
-        if not curve_new.final < before:      # the replay's gain did not survive re-meshing: stop here
-            break
+        if not curve_new.final < before:      # the replay's gain did not survive re-meshing: a shorter round
+            it //= 2
+            if it < 2:
+                break
+            continue
         z, curve, mesh = z_new, curve_new, mesh_new
         if before - curve.final < tol * before:
             break
