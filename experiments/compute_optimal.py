@@ -146,7 +146,7 @@ def _validate(args):
     check_args(args)
     ds = geometric_ladder(args.d_min, args.d_max, args.per_octave)
     budget.check(budget.ladder(ds, flops_max=args.flops_max, sims=args.sim_d, sim_seeds=args.sim_seeds,
-                               sim_flops=args.sim_flops, batch=args.batch), args,
+                               sim_flops=args.sim_flops, batch=args.batch, cost=budget.optimizer_cost(args)), args,
                  say=budget.teller(args, "compute-optimal"))
     return ds
 
@@ -174,7 +174,8 @@ def _run(args, config, out, t0, ds):
     sims = simulate_small(args.alpha, args.beta, args.sim_d, seeds=args.sim_seeds, flops=args.sim_flops,
                           batch=args.batch, c=args.c, ratio=args.ratio, seed=args.seed, devices=args.devices,
                           quiet=args.quiet, optimizer_fn=fn) if args.sim_d else []
-    rec = fit_record(m, config.get("optimizer", "sgd"))
+    from .optim_options import label
+    rec = fit_record(m, label(args))
     results = dict(**rec, ladder=[int(d) for d in ds],
                    envelope_flops=m.fit.flops, envelope_loss=m.fit.envelope, argmin_d=m.fit.argmin_d,
                    in_window=m.fit.in_window, parabola_flops=m.fit2.flops, parabola_d=m.fit2.argmin_d,

@@ -91,6 +91,18 @@ def test_phase_diagram_gain_figure(tmp_path):
     assert sorted(run_cli_plot(out)) == ["gain.png", "local_slopes.png", "measured_vs_theory.png", "phase_diagram.png"]
 
 
+@pytest.mark.slow   # two ladders
+def test_phase_diagram_sgd_with_averaging_is_not_plain_sgd(tmp_path):
+    """`--ema uniform` with the default --optimizer sgd runs the averaged iterate's ladder next to SGD's (it was
+    once taken for plain SGD and silently ignored): tagged `sgd+ema=uniform`, and the two curves differ."""
+    out = tmp_path / "pd"
+    assert run_cli(["phase-diagram", "--alphas", 1.0, "--betas", 0.7, "--no-named", "--d-max", 256,
+                    "--flops-max", 1e7, "--ema", "uniform", "--quiet", "--out", out]) == 0
+    rec = load_results(out)["points"][0]
+    assert rec["optimizer"] == "sgd+ema=uniform"
+    assert "sgd_eta_measured" in rec and rec["eta_measured"] != rec["sgd_eta_measured"]
+
+
 def run_cli_plot(out):
     from experiments.phase_diagram import replot
     return replot(out)
