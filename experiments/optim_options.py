@@ -119,8 +119,11 @@ def config_entries(args) -> dict:
     """The optimizer options as configuration entries (empty for plain SGD: its runs keep their configuration)."""
     if plain_sgd(args):
         return {}
-    return dict(optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay, ema=args.ema,
-                dana_g3=args.dana_g3, dana_delta=args.dana_delta, dana_kappa=args.dana_kappa)
+    cfg = dict(optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay, ema=args.ema,
+               dana_g3=args.dana_g3, dana_delta=args.dana_delta, dana_kappa=args.dana_kappa)
+    if args.ema is not None:
+        cfg["readout"] = "average"   # ladders measure the average (runs stored before they did are not reused)
+    return cfg
 
 
 def check_args(args) -> None:
