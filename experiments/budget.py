@@ -36,6 +36,42 @@ MAX_DRAWS_PER_STEP = 2 ** 31 - 1   # Gaussian draws of one step of one run: int3
 MAX_STEPS = 2 ** 53                # steps are exact in float64 up to here
 
 
+class OptimizerCost(NamedTuple):
+    """Cost of an optimizer relative to plain SGD (``experiments.budget`` conventions): multipliers of the exact
+    recursion's per-step time, of the log-time solver's time and of eigen SGD's per-step time, and a label."""
+    recursion: float = 1.0
+    solve: float = 1.0
+    sim: float = 1.0
+    what: str = "SGD"
+
+
+SGD_COST = OptimizerCost()
+
+
+def optimizer_cost(args) -> OptimizerCost:
+    """The cost of the optimizer chosen by ``args`` (``--optimizer``, ``--weight-decay``, ``--ema``) relative to SGD.
+
+    With ``m`` state vectors per mode (1 for SGD, 2 for momentum, Nesterov, DANA and schedule-free, one more with
+    an average) the exact recursion carries ``nz = m (m + 1) / 2`` second moments per mode (plus ``m + 1`` first
+    moments with weight decay). Measured on the 2-core development CPU (README "Optimizers", d = 1024 and 1e4):
+    the blocked recursion runs about ``nz^1.3`` times slower than SGD's (5e8 -> 2e8 -> 6e7 mode-steps/s for
+    nz = 1, 3, 6), the step-by-step one (hyper-parameters that change with t: DANA, uniform average,
+    schedule-free) about ``nz^2``; the log-time solver ``nz^2.7`` (1 s -> 16 s -> 133 s for 1e10 steps at
+    d = 1e4) when the optimizer is time-invariant and ~3x more when it is not (a d = 16 .. 16384 ladder to f = 1e11:
+    SGD 53 s, momentum 48 s, momentum + EMA 73 s, DANA-decaying 70 s; DANA at d = 1e4 to 1e10 steps: over 10 min)."""
+    name = getattr(args, "optimizer", "sgd")
+    ema = getattr(args, "ema", None)
+    wd = getattr(args, "weight_decay", 0.0) or 0.0
+    m = (1 if name == "sgd" else 2) + (1 if ema is not None else 0)
+    nz = m * (m + 1) // 2 + (m + 1 if wd > 0 else 0)
+    invariant = name in ("sgd", "momentum", "nesterov") and ema != "uniform"
+    if nz == 1:
+        return SGD_COST
+    what = name + (f" + EMA" if ema is not None else "") + (" + weight decay" if wd > 0 else "")
+    return OptimizerCost(recursion=nz ** (1.3 if invariant else 2.0), solve=nz ** 2.7 * (1.0 if invariant else 3.0),
+                         sim=1.0 + 0.25 * (m - 1), what=what)
+
+
 class Estimate(NamedTuple):
     """Rough needs of a run: peak ``bytes``, ``seconds``, and which ``option`` (and what) dominates each."""
     bytes: float
@@ -145,9 +181,9 @@ def deterministic(d: float, option: str = "--d"):
                                           "(cost ~ sqrt(d): its isolated eigenvalues)")
 
 
-def solve_time(size: float, num: int) -> float:
+def solve_time(size: float, num: int, cost: OptimizerCost = SGD_COST) -> float:
     """Log-time solver on a spectrum of ``size`` bins with ``num`` grid points."""
-    return COST["solve"] * size * (400 + num)
+    return COST["solve"] * size * (400 + num) * cost.solve
 
 
 def det_size(d: float) -> float:
@@ -155,7 +191,8 @@ def det_size(d: float) -> float:
     return 0.7 * math.sqrt(d) + 300
 
 
-def sgd(method: str, *, d: int, v: int, batch: int, seeds: int, steps: int, num: int = 100, runs: int = 1):
+def sgd(method: str, *, d: int, v: int, batch: int, seeds: int, steps: int, num: int = 100, runs: int = 1,
+        cost: OptimizerCost = SGD_COST):
     """Memory and time of ``runs`` eigen/features SGD sweeps of ``seeds`` seeds (and the exact recursion)."""
     width = (d + 1) if method == "eigen" else v
     check_draws(batch, width, f"d + 1 = {width}" if method == "eigen" else f"v = {width}")
@@ -169,69 +206,74 @@ def sgd(method: str, *, d: int, v: int, batch: int, seeds: int, steps: int, num:
     else:
         mem = (draws + outputs, "--seeds", f"{method} SGD: the losses of {seeds} seeds x {num + 2} grid points")
     if method == "eigen":
-        t = COST["draw"] * seeds * steps * batch * (d + 1)
+        t = COST["draw"] * seeds * steps * batch * (d + 1) * cost.sim
     else:
         t = seeds * steps * batch * v * (COST["draw"] + 2 * COST["mac"] * d)
     return mem, (runs * (t + COST["compile"]), "--seeds" if seeds > steps else "--steps",
                  f"{method} SGD: {seeds} seeds x {steps:.3g} steps x B x {width}")
 
 
-def recursion_time(d: int, steps: int, runs: int = 1) -> float:
-    return runs * (COST["recursion"] * steps * d + 2.0)
+def recursion_time(d: int, steps: int, runs: int = 1, cost: OptimizerCost = SGD_COST) -> float:
+    return runs * (COST["recursion"] * steps * d * cost.recursion + 2.0)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # commands
 
-def curve(*, d, v, batch, seeds, steps, method, num, W_file=None) -> Estimate:
+def curve(*, d, v, batch, seeds, steps, method, num, W_file=None, cost: OptimizerCost = SGD_COST) -> Estimate:
     mem_s, time_s = sampled_spectrum(d, v)
     parts_m = [mem_s, (BASE_BYTES, "--d", "the Python process")]
     if W_file or method == "features":
         parts_m.append((8.0 * 2 * v * d, "--d", "the feature matrix W (v x d)"))
-    parts_t = [time_s, (recursion_time(d, steps), "--steps", f"the exact per-step recursion over {steps:.3g} steps")]
+    parts_t = [time_s, (recursion_time(d, steps, cost=cost), "--steps",
+                        f"the exact per-step recursion ({cost.what}) over {steps:.3g} steps")]
     if method != "expected":
-        m, t = sgd(method, d=d, v=v, batch=batch, seeds=seeds, steps=steps, num=num)
+        m, t = sgd(method, d=d, v=v, batch=batch, seeds=seeds, steps=steps, num=num, cost=cost)
         parts_m.append(m)
         parts_t.append(t)
     return _estimate(parts_m, parts_t)
 
 
-def theory(*, d, v, spectrum, num, batch) -> Estimate:
+def theory(*, d, v, spectrum, num, batch, cost: OptimizerCost = SGD_COST) -> Estimate:
     if spectrum == "sampled":
         m, t = sampled_spectrum(d, v)
         size = d
     else:
         m, t = deterministic(d)
         size = det_size(d)
-    solve = (solve_time(size, num), "--d", f"the log-time solver on {size:.3g} eigenvalue bins")
+    solve = (solve_time(size, num, cost), "--d", f"the log-time solver ({cost.what}) on {size:.3g} eigenvalue bins")
     return _estimate([m, (BASE_BYTES, "--d", "the Python process"),
                       (8.0 * 40 * size, "--d", "the log-time solver's state")], [t, solve])
 
 
 def ladder(ds, *, flops_max, points: int = 1, sims=(), sim_seeds: int = 0, sim_flops: float = 0.0, batch: int = 1,
-           d_option: str = "--d-max") -> Estimate:
+           d_option: str = "--d-max", cost: OptimizerCost = SGD_COST) -> Estimate:
     """Theory ladder (deterministic spectra + log-time solver) over ``ds`` for ``points`` (alpha, beta), plus
-    eigen-SGD simulations at the sampled sizes ``sims``."""
+    eigen-SGD simulations at the sampled sizes ``sims``; an optimizer other than SGD (``cost``) runs its own
+    ladder and SGD's (the commands compare the two)."""
     parts_t, parts_m = [], [(BASE_BYTES, d_option, "the Python process")]
-    t_det = sum(COST["rung"] + COST["det_sqrt_d"] * math.sqrt(d) + solve_time(det_size(d), 200) for d in ds)
+    t_det = sum(COST["rung"] + COST["det_sqrt_d"] * math.sqrt(d)
+                + solve_time(det_size(d), 200) * (1.0 if cost is SGD_COST else 1.0 + cost.solve) for d in ds)
     top = max(ds)
-    parts_t.append((points * t_det, d_option, f"{points} x {len(ds)} theory rungs up to d = {top:.3g}"))
+    parts_t.append((points * t_det, d_option, f"{points} x {len(ds)} theory rungs up to d = {top:.3g}"
+                    + ("" if cost is SGD_COST else f" ({cost.what} and SGD)")))
     parts_m.append((DET_BYTES_PER_SQRT_D * math.sqrt(top), d_option, "the deterministic-equivalent spectrum"))
     for d in sims:
         d = int(d)
         m, t = sampled_spectrum(d, 4 * d, "--sim-d")
         steps = max(2, int(sim_flops // (d * batch)))
-        ms, ts = sgd("eigen", d=d, v=4 * d, batch=batch, seeds=sim_seeds, steps=steps, num=40)
+        ms, ts = sgd("eigen", d=d, v=4 * d, batch=batch, seeds=sim_seeds, steps=steps, num=40, cost=cost)
         parts_m += [m, (ms[0], "--sim-d", ms[2])]
         parts_t += [t, (ts[0], "--sim-flops", ts[2])]
     return _estimate(parts_m, parts_t, peak=True)
 
 
-def schedules(*, d, v, batch, seeds, steps, n_schedules, n_exact, num) -> Estimate:
+def schedules(*, d, v, batch, seeds, steps, n_schedules, n_exact, num, cost: OptimizerCost = SGD_COST) -> Estimate:
     """``plrf schedules``: one sampled spectrum, eigen SGD per schedule, the exact recursion per schedule."""
     m, t = sampled_spectrum(d, v)
-    ms, ts = sgd("eigen", d=d, v=v, batch=batch, seeds=seeds, steps=steps, num=num + 41, runs=n_schedules)
-    rec = (recursion_time(d, steps, runs=n_exact), "--steps", f"the exact recursion for {n_exact} schedules")
+    ms, ts = sgd("eigen", d=d, v=v, batch=batch, seeds=seeds, steps=steps, num=num + 41, runs=n_schedules, cost=cost)
+    rec = (recursion_time(d, steps, runs=n_exact, cost=cost), "--steps",
+           f"the exact recursion ({cost.what}) for {n_exact} schedules")
     return _estimate([m, ms, (BASE_BYTES, "--d", "the Python process")], [t, ts, rec], peak=True)
 
 

@@ -27,6 +27,7 @@ COMMANDS = {
     "collapse": ("collapse_cmd", "scaling collapse of compute-optimal loss curves"),
     "batch": ("batch_cmd", "batch-size frontier: steps and samples to a target loss per B, McCandlish fit, "
                            "B_crit vs the exact gradient noise scale"),
+    "hparam-laws": ("hparam_cmd", "scaling laws of the optimal/critical batch, lr and weight decay in D and d"),
     "optimal-schedule": ("optimal_schedule_cmd", "optimal lr/momentum schedules from the exact theory vs tuned baselines"),
     "data": ("data_cmd", "finite data: multi-epoch SGD on N samples vs the GD deterministic equivalent and one pass"),
     "plot": ("plot_cmd", "redraw the figures of a results directory without recomputing"),

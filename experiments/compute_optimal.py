@@ -96,7 +96,7 @@ def simulate_small(alpha, beta, ds, *, seeds, flops, batch, c, ratio, seed, devi
 
     import plrf
     from plrf.sweep import sweep
-    from theory.ladder import ladder_lr
+    from theory.ladder import ladder_lr, readout_of
     out = []
     key = jax.random.key(seed)
     for d in ds:
@@ -105,14 +105,21 @@ def simulate_small(alpha, beta, ds, *, seeds, flops, batch, c, ratio, seed, devi
         lr = ladder_lr(alpha, d, c=c, ratio=ratio)
         steps = max(2, int(flops // (d * batch)))
         optimizer = plrf.schedules.constant(lr) if optimizer_fn is None else optimizer_fn(spec, lr, int(d))
-        res = sweep(spec, optimizer, steps=steps, method="eigen", batches=(batch,),
-                    key=jax.random.fold_in(jax.random.fold_in(key, 1), d), seeds=seeds, num=40, devices=devices,
-                    quiet=quiet, desc=f"sim d={d}")
-        L = res.loss[0, 0]
-        exact = np.asarray(plrf.expected_loss(spec, optimizer, steps=steps, batch=batch, grid=res.steps).loss)[1:]
+        sim_key = jax.random.fold_in(jax.random.fold_in(key, 1), d)
+        name = "iterate" if optimizer_fn is None else readout_of(optimizer)
+        if name == "iterate":
+            res = sweep(spec, optimizer, steps=steps, method="eigen", batches=(batch,), key=sim_key, seeds=seeds,
+                        num=40, devices=devices, quiet=quiet, desc=f"sim d={d}")
+            L, grid = res.loss[0, 0], res.steps
+        else:   # the average's loss, as on the ladder (plrf.simulate reports every read-out)
+            c = plrf.simulate(spec, optimizer, steps=steps, batch=batch, method="eigen", key=sim_key, seeds=seeds,
+                              num=40)
+            L, grid = c.readouts[name][2], c.steps
+        ex = plrf.expected_loss(spec, optimizer, steps=steps, batch=batch, grid=grid)
+        exact = np.asarray(ex.loss if name == "iterate" else ex.readouts[name][0])[1:]   # (mean, stderr, per seed)
         mean, se = L.mean(0)[1:], (L.std(0, ddof=1) / np.sqrt(L.shape[0]))[1:]
         z = np.where(se > 0, (mean - exact) / np.where(se > 0, se, 1.0), 0.0)
-        out.append(dict(d=int(d), flops=(d * batch) * res.steps[1:].astype(float), loss_mean=mean,
+        out.append(dict(d=int(d), flops=(d * batch) * grid[1:].astype(float), loss_mean=mean,
                         loss_stderr=se, loss_median=np.median(L, axis=0)[1:], loss_exact=exact, lr=lr, v=problem.v,
                         lr_frac=float(lr / plrf.max_stable_lr(spec, batch)), max_abs_z=float(np.max(np.abs(z)))))
     return out
@@ -146,7 +153,7 @@ def _validate(args):
     check_args(args)
     ds = geometric_ladder(args.d_min, args.d_max, args.per_octave)
     budget.check(budget.ladder(ds, flops_max=args.flops_max, sims=args.sim_d, sim_seeds=args.sim_seeds,
-                               sim_flops=args.sim_flops, batch=args.batch), args,
+                               sim_flops=args.sim_flops, batch=args.batch, cost=budget.optimizer_cost(args)), args,
                  say=budget.teller(args, "compute-optimal"))
     return ds
 
@@ -174,7 +181,8 @@ def _run(args, config, out, t0, ds):
     sims = simulate_small(args.alpha, args.beta, args.sim_d, seeds=args.sim_seeds, flops=args.sim_flops,
                           batch=args.batch, c=args.c, ratio=args.ratio, seed=args.seed, devices=args.devices,
                           quiet=args.quiet, optimizer_fn=fn) if args.sim_d else []
-    rec = fit_record(m, config.get("optimizer", "sgd"))
+    from .optim_options import label
+    rec = fit_record(m, label(args))
     results = dict(**rec, ladder=[int(d) for d in ds],
                    envelope_flops=m.fit.flops, envelope_loss=m.fit.envelope, argmin_d=m.fit.argmin_d,
                    in_window=m.fit.in_window, parabola_flops=m.fit2.flops, parabola_d=m.fit2.argmin_d,

@@ -58,7 +58,8 @@ def _validate(args):
     check_args(args)
     W = opt.load_matrix(args.W_file, "--W-file", (v, args.d)) if args.W_file else None
     budget.check(budget.curve(d=args.d, v=v, batch=args.batch, seeds=args.seeds, steps=args.steps,
-                              method=args.method, num=args.num, W_file=args.W_file), args,
+                              method=args.method, num=args.num, W_file=args.W_file,
+                              cost=budget.optimizer_cost(args)), args,
                  say=budget.teller(args, "curve"))
     return v, W
 

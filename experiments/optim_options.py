@@ -102,12 +102,28 @@ def plain_sgd(args) -> bool:
         and getattr(args, "ema", None) is None
 
 
+def label(args) -> str:
+    """The optimizer with the options that change its numbers, as a tag for cells and results: ``sgd`` for plain
+    SGD, else e.g. ``momentum``, ``sgd+ema=uniform``, ``nesterov+wd=0.001+ema=0.01``."""
+    if plain_sgd(args):
+        return "sgd"
+    lab = args.optimizer
+    if getattr(args, "weight_decay", 0.0):
+        lab += f"+wd={args.weight_decay:g}"
+    if getattr(args, "ema", None) is not None:
+        lab += f"+ema={args.ema if args.ema == 'uniform' else format(args.ema, 'g')}"
+    return lab
+
+
 def config_entries(args) -> dict:
     """The optimizer options as configuration entries (empty for plain SGD: its runs keep their configuration)."""
     if plain_sgd(args):
         return {}
-    return dict(optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay, ema=args.ema,
-                dana_g3=args.dana_g3, dana_delta=args.dana_delta, dana_kappa=args.dana_kappa)
+    cfg = dict(optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay, ema=args.ema,
+               dana_g3=args.dana_g3, dana_delta=args.dana_delta, dana_kappa=args.dana_kappa)
+    if args.ema is not None:
+        cfg["readout"] = "average"   # ladders measure the average (runs stored before they did are not reused)
+    return cfg
 
 
 def check_args(args) -> None:

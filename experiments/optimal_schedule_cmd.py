@@ -112,7 +112,7 @@ def estimate(args, v):
     evaluations of the checkpointed recursion plus ~300 forward evaluations for the baselines."""
     from . import budget
     size = args.d if (args.W_file or args.spectrum == "sampled") else min(args.d, budget.det_size(args.d))
-    per_step = (2e-6 + 3e-8 * size) * (3.0 if args.optimizer != "sgd" else 1.0)
+    per_step = (2e-6 + 3e-8 * size) * budget.optimizer_cost(args).recursion
     secs = sum(T * per_step * (1.2 * args.maxiter + 100) + 20.0 for T in args.steps)
     T = max(args.steps)
     mem = [(budget.BASE_BYTES, "--d", "the Python process"),

@@ -73,7 +73,7 @@ def _validate(args, cfg):
     check_ladder(alpha=pts[0][1], beta=pts[0][2], d_min=cfg["d_min"], d_max=cfg["d_max"],
                  flops_max=cfg["flops_max"], batch=cfg["batch"], ratio=cfg["ratio"])
     ds = geometric_ladder(cfg["d_min"], cfg["d_max"], cfg["per_octave"])
-    budget.check(budget.ladder(ds, flops_max=cfg["flops_max"], points=len(pts)), args,
+    budget.check(budget.ladder(ds, flops_max=cfg["flops_max"], points=len(pts), cost=budget.optimizer_cost(args)), args,
                  say=budget.teller(args, "phase-diagram"))
     return ds, pts
 
@@ -101,9 +101,9 @@ def _run(args, cfg, out, t0, ds, pts):
     from theory.ladder import measure_frontier
 
     from .compute_optimal import fit_record
-    from .optim_options import ladder_optimizer_fn, plain_sgd
+    from .optim_options import label, ladder_optimizer_fn
 
-    name = "sgd" if plain_sgd(args) else args.optimizer
+    name = label(args)   # "sgd" only for plain SGD: "sgd+ema=uniform" runs its own ladder next to SGD's
     store = out.cells()
     records, failed = [], []
     with Progress(len(pts) * len(ds) * (1 if name == "sgd" else 2), desc="phase diagram", unit="curves",

@@ -85,7 +85,8 @@ def _validate(args):
     v = args.v if args.v is not None else 4 * args.d
     budget.check(budget.schedules(d=args.d, v=v, batch=args.batch, seeds=args.seeds, steps=args.steps,
                                   n_schedules=len(args.schedules),
-                                  n_exact=len(set(args.schedules) | set(FIT_ON)) + 1, num=args.num), args,
+                                  n_exact=len(set(args.schedules) | set(FIT_ON)) + 1, num=args.num,
+                                  cost=budget.optimizer_cost(args)), args,
                  say=budget.teller(args, "schedules"))
 
 

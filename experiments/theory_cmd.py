@@ -198,7 +198,8 @@ def run(args):
     t0 = time.time()
     a, b, d, v = _resolve(args)
     from . import budget
-    budget.check(budget.theory(d=d, v=v, spectrum=args.spectrum, num=args.num, batch=args.batch), args,
+    budget.check(budget.theory(d=d, v=v, spectrum=args.spectrum, num=args.num, batch=args.batch,
+                               cost=budget.optimizer_cost(args)), args,
                  say=budget.teller(args, "theory"))
     from .optim_options import check_args, config_entries, default_lr_factor
     check_args(args)

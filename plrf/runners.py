@@ -11,7 +11,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import jax.scipy.linalg  # noqa: F401  (solve_triangular for the blocked recursion)
 import numpy as np
 
 from . import _x64  # noqa: F401
@@ -219,8 +218,13 @@ def _expected_blocked(lam, n, w, P_star, opt, B, grid, block):
     j = jnp.arange(block)
     lag = j[:, None] - 1 - j[None, :]
     T = jnp.where(lag >= 0, Kr[jnp.clip(lag, 0, block - 1)], 0.0)
-    eye = jnp.eye(block, dtype=jnp.float64)
-    A = jax.scipy.linalg.solve_triangular(eye - T, eye, lower=True, unit_diagonal=True)
+    # A = (I - T)^{-1} is unit lower-triangular Toeplitz too: its first column solves a_0 = 1,
+    # a_j = sum_{k<j} Kr[j-1-k] a_k (forward substitution, in XLA: jax's batched LAPACK triangular solve
+    # blocks its worker threads and deadlocked when several host devices ran blocks concurrently on 2 cores)
+    def col(jj, a):
+        return a.at[jj].set(jnp.sum(jnp.where(j < jj, Kr[jnp.clip(jj - 1 - j, 0, block - 1)], 0.0) * a))
+    a = jax.lax.fori_loop(1, block, col, jnp.zeros(block, jnp.float64).at[0].set(1.0))
+    A = jnp.where(lag >= -1, a[jnp.clip(lag + 1, 0, block - 1)], 0.0)
     AP = P_star * jnp.sum(A, axis=1)
     AR = A @ R                                                      # (m, nz d): P = AP + AR z
     Gm = jax.lax.fori_loop(0, block - 1, lambda i, X: moments.permode_mm(G, X), G)

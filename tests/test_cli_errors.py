@@ -167,6 +167,24 @@ def test_budget_estimates_scale_and_limits():
     assert 0 < budget.available_memory() < 2 ** 60
 
 
+def test_budget_scales_with_the_optimizer():
+    """Moment entries per mode: nz = m(m+1)/2 (+ m + 1 first moments with weight decay); the estimate of the
+    theory (log-time solver) and of the exact recursion grows with them; SGD's estimate is unchanged."""
+    from types import SimpleNamespace as NS
+    cost = lambda **kw: budget.optimizer_cost(NS(**{"optimizer": "sgd", "ema": None, "weight_decay": 0.0, **kw}))  # noqa: E731
+    assert cost() is budget.SGD_COST
+    assert cost(optimizer="momentum").solve == pytest.approx(3 ** 2.7)                 # m = 2: nz = 3
+    assert cost(optimizer="momentum", ema=0.01).solve == pytest.approx(6 ** 2.7)       # m = 3: nz = 6
+    assert cost(weight_decay=1e-3).recursion == pytest.approx(3 ** 1.3)                # nz = 1 + 2 first moments
+    assert cost(optimizer="dana-decaying").solve == pytest.approx(3 * 3 ** 2.7)         # not time-invariant
+    kw = dict(d=10 ** 6, v=4 * 10 ** 6, spectrum="deterministic", num=100, batch=1)
+    sgd_t, mom_t = budget.theory(**kw).seconds, budget.theory(**kw, cost=cost(optimizer="momentum")).seconds
+    assert mom_t - sgd_t == pytest.approx(budget.solve_time(budget.det_size(1e6), 100) * (3 ** 2.7 - 1), rel=1e-9)
+    c = dict(d=256, v=1024, batch=1, seeds=1, steps=10 ** 9, method="expected", num=100)
+    assert budget.curve(**c, cost=cost(optimizer="nesterov", ema=0.1)).seconds == pytest.approx(
+        6 ** 1.3 * budget.curve(**c).seconds, rel=0.01)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # --debug, internal errors, --version
 

@@ -78,6 +78,26 @@ def test_compute_optimal_momentum_rungs_and_no_mixing(tmp_path, capsys):
     assert "different configuration" in err and "optimizer" in err
 
 
+@pytest.mark.slow
+def test_compute_optimal_with_averaging_measures_the_average(tmp_path):
+    """`--ema R`: the rungs are the average's loss (theory.ladder.readout_of), and the eigen-SGD dots too, each
+    against the exact loss of the average on its own sampled W (z-scores within 5: 64 seeds)."""
+    out = tmp_path / "co"
+    assert run_cli(["compute-optimal", "--alpha", 1.0, "--beta", 0.7, "--d-min", 16, "--d-max", 128,
+                    "--flops-max", 1e6, "--sim-d", 16, "--sim-seeds", 64, "--sim-flops", 2e4, "--ema", 0.05,
+                    "--quiet", "--out", out]) == 0
+    r = load_results(out)
+    assert r["optimizer"] == "sgd+ema=0.05" and r["config"]["readout"] == "average"
+    fn = lambda spec, lr, d: O.sgd(S.constant(lr), ema=0.05)  # noqa: E731
+    c = ladder_curve(1.0, 0.7, 32, flops_max=1e6, optimizer_fn=fn)
+    rung = [x for x in r["curves"] if x["d"] == 32][0]
+    np.testing.assert_allclose(rung["loss"], c.loss, rtol=1e-12)
+    it = ladder_curve(1.0, 0.7, 32, flops_max=1e6, optimizer_fn=lambda spec, lr, d: O.sgd(S.constant(lr)))
+    assert np.max(np.abs(c.loss / it.loss - 1)) > 1e-2                           # the average, not the iterate
+    sim = r["simulations"][0]
+    assert sim["max_abs_z"] < 5
+
+
 @pytest.mark.slow   # ~30 s: two ladders
 def test_phase_diagram_gain_figure(tmp_path):
     out = tmp_path / "pd"
@@ -89,6 +109,18 @@ def test_phase_diagram_gain_figure(tmp_path):
     assert abs(rec["eta_gain"]) < 0.05          # heavy ball at SGD's effective step: SGD's exponents (issue 12)
     assert is_png(out / "gain.png")
     assert sorted(run_cli_plot(out)) == ["gain.png", "local_slopes.png", "measured_vs_theory.png", "phase_diagram.png"]
+
+
+@pytest.mark.slow   # two ladders
+def test_phase_diagram_sgd_with_averaging_is_not_plain_sgd(tmp_path):
+    """`--ema uniform` with the default --optimizer sgd runs the averaged iterate's ladder next to SGD's (it was
+    once taken for plain SGD and silently ignored): tagged `sgd+ema=uniform`, and the two curves differ."""
+    out = tmp_path / "pd"
+    assert run_cli(["phase-diagram", "--alphas", 1.0, "--betas", 0.7, "--no-named", "--d-max", 256,
+                    "--flops-max", 1e7, "--ema", "uniform", "--quiet", "--out", out]) == 0
+    rec = load_results(out)["points"][0]
+    assert rec["optimizer"] == "sgd+ema=uniform"
+    assert "sgd_eta_measured" in rec and rec["eta_measured"] != rec["sgd_eta_measured"]
 
 
 def run_cli_plot(out):

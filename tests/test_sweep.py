@@ -22,17 +22,29 @@ jax.config.update("jax_enable_x64", True)
 REPO = Path(__file__).resolve().parents[1]
 
 
+# A subprocess that has not finished after this long dumps every thread's Python stack to its stderr (and
+# goes on), so a hang on a loaded CI machine is diagnosable from the test's failure message.
+STACK_DUMP_AFTER = 240
+_PRELUDE = f"import faulthandler; faulthandler.dump_traceback_later({STACK_DUMP_AFTER}, repeat=True)\n"
+
+
 def _python(script: str, *args, devices: int = 1, env=None, **kw):
     """Run ``script`` in a fresh interpreter with ``devices`` forced host devices (set before jax loads)."""
     # (tests/jax_cache_site: the suite's persistent compilation cache, see conftest.py)
     e = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests" / "jax_cache_site")]),
          "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu", **(env or {})}
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), *map(str, args)], env=e,
+    return subprocess.Popen([sys.executable, "-c", _PRELUDE + textwrap.dedent(script), *map(str, args)], env=e,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
-def _check(proc, timeout=300):
-    out, err = proc.communicate(timeout=timeout)
+def _check(proc, timeout=900):
+    """Wait for ``proc``; on a timeout kill it and fail with its output (stack dumps included)."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"subprocess still running after {timeout} s:\n{out[-2000:]}\n{err[-6000:]}")
     assert proc.returncode == 0, f"subprocess failed ({proc.returncode}):\n{out}\n{err[-3000:]}"
     return out
 

@@ -62,7 +62,8 @@ def ladder_curve(alpha: float, beta: float, d: int, *, flops_max: float, batch: 
     """One rung: the theory loss curve at model size ``d`` up to ``flops_max`` (see the module doc).
 
     ``optimizer_fn(spectrum, lr, d) -> plrf.optimizers.Optimizer``: train with that optimizer instead of SGD at
-    the constant ``lr`` (e.g. DANA, whose g3 depends on tr K and d)."""
+    the constant ``lr`` (e.g. DANA, whose g3 depends on tr K and d). When it averages the iterates (``ema``), the
+    curve is the average's loss (the weights one would deploy), :func:`readout_of`."""
     from .logtime import solve_logtime
     v = data_dim(alpha, d, ratio)
     if spectrum is None:
@@ -74,8 +75,16 @@ def ladder_curve(alpha: float, beta: float, d: int, *, flops_max: float, batch: 
     opt = plrf.schedules.constant(lr) if optimizer_fn is None else optimizer_fn(spectrum, lr, int(d))
     out = solve_logtime(spectrum, opt, steps=steps, batch=batch, grid=grid)
     s = np.asarray(out.steps)[1:]
-    return LadderCurve(int(d), s, (d * batch) * s.astype(np.float64), np.asarray(out.loss)[1:], lr,
+    name = readout_of(opt)
+    loss = out.loss if name == "iterate" else out.readouts[name]
+    return LadderCurve(int(d), s, (d * batch) * s.astype(np.float64), np.asarray(loss)[1:], lr,
                        float(spectrum.P_star), v)
+
+
+def readout_of(optimizer) -> str:
+    """The read-out a ladder measures: ``average`` for an optimizer that averages its iterates, else ``iterate``
+    (schedule-free's own average is its iterate ``x``)."""
+    return "average" if "average" in getattr(optimizer, "readouts", ()) else "iterate"
 
 
 def ladder_curves(alpha: float, beta: float, ds: Sequence[int], *, flops_max: float, progress=None,

@@ -503,7 +503,7 @@ def _hyper_jumps(opt, steps: int) -> np.ndarray:
 
 
 def solve_logtime(spectrum: Spectrum, optimizer, *, steps: int, batch: int = 1, grid=None, num: int = 100,
-                  rtol: float = RTOL, max_intervals: int = 1_000_000) -> LogCurve:
+                  rtol: float = RTOL, max_intervals: int = 1_000_000, trace: Optional[list] = None) -> LogCurve:
     """The exact expected loss of one-pass training at the grid steps, at a cost independent of ``steps``.
 
     ``optimizer``: a :class:`plrf.optimizers.Optimizer`, or a schedule closure step -> lr meaning SGD with it
@@ -514,7 +514,8 @@ def solve_logtime(spectrum: Spectrum, optimizer, *, steps: int, batch: int = 1, 
     after=optimizer)``: log-spaced plus the steps right after every breakpoint).
     ``rtol``: local tolerance per interval (step doubling). Losses of further read-outs (the average,
     schedule-free's z) are in ``LogCurve.readouts``. Raises ValueError for an unstable optimizer (the checks of
-    ``plrf.expected_loss``).
+    ``plrf.expected_loss``). ``trace``: a list that receives the accepted steps of the solve (plain SGD only;
+    :mod:`theory.logtime_grad` replays them to differentiate the loss with respect to the schedule).
     """
     spectrum, batch, steps = check_spectrum(spectrum), check_batch(batch), check_steps(steps)
     grid = check_grid(grid, steps, num, after=optimizer)
@@ -534,6 +535,8 @@ def solve_logtime(spectrum: Spectrum, optimizer, *, steps: int, batch: int = 1, 
         bps = np.union1d(breakpoints(schedule, lr, steps), _hyper_jumps(opt, steps))  # sgd(s) = s
         lr_grid = lr(grid.astype(np.float64))
     else:
+        if trace is not None:
+            raise ValueError("trace: only for plain SGD (a learning-rate schedule without weight decay or averaging)")
         check_optimizer(spectrum, opt, batch, grid)
         kn = max(system_edges(spectrum, opt.system(float(t)), batch)[1]
                  for t in np.unique(np.geomspace(1, steps, 5).round()))
@@ -541,14 +544,17 @@ def solve_logtime(spectrum: Spectrum, optimizer, *, steps: int, batch: int = 1, 
         kern = _SystemKernel(spectrum, opt, batch, size)
         bps = _hyper_jumps(opt, steps)
         lr_grid = lead_lr(opt, grid)
-    out, n_int, n_eval = _drive(kern, steps, grid, np.append(bps, steps), rtol, max_intervals)
+    out, n_int, n_eval = _drive(kern, steps, grid, np.append(bps, steps), rtol, max_intervals, trace)
     extra = {name: out[:, k] for k, name in enumerate(kern.readouts) if k > 0}
     return LogCurve(grid, out[:, 0], lr_grid, n_int, n_eval, extra or None)
 
 
-def _drive(kern, steps, grid, bps, rtol, max_intervals):
+def _drive(kern, steps, grid, bps, rtol, max_intervals, trace=None):
     """The interval loop (``bps`` ends with the sentinel ``steps``): exact chunks of ``H_EXACT`` steps at the
-    start and after breakpoints, step-doubled intervals elsewhere, landing on grid points and breakpoints."""
+    start and after breakpoints, step-doubled intervals elsewhere, landing on grid points and breakpoints.
+    ``trace``: appends ``(0, r, n, 0, 0, False)`` per exact chunk of ``n`` steps from ``r`` and
+    ``(1, r, h, h1, hp, hist)`` per accepted interval (two halves ``h1``, ``h - h1``; previous node ``hp`` steps
+    back, used when ``hist``)."""
     out = np.full((grid.size, len(kern.readouts)), np.nan)
     state, P = kern.state, kern.P
     out[0] = kern.L0
@@ -568,6 +574,8 @@ def _drive(kern, steps, grid, bps, rtol, max_intervals):
             # exact steps (they may pass grid points, read off after each step, but not breakpoints)
             n = min(H_EXACT, next_bp - r)
             state, Ps, Ls = kern.exact(state, P, r, n)
+            if trace is not None:
+                trace.append((0, r, n, 0, 0.0, False))
             while gi < grid.size and grid[gi] <= r + n:
                 out[gi] = Ls[grid[gi] - r - 1]
                 gi += 1
@@ -589,6 +597,8 @@ def _drive(kern, steps, grid, bps, rtol, max_intervals):
             if not err <= rtol:
                 h = max(H_EXACT, int(hh * fac))
                 continue
+            if trace is not None:
+                trace.append((1, r, hh, h1, float(max(r - rp, 1)), bool(hist)))
             hist, rp, Qp = True, r + h1, Qm
             state, P, r = sh, Ph, r + hh
             n_int += 1

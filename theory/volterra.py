@@ -89,7 +89,8 @@ def lr_function(schedule):
     """A numpy callable ``steps (float64 array) -> lr (float64 array)`` from a schedule closure (jitted)."""
     if not callable(schedule):
         raise TypeError("schedule must be a callable step -> lr")
-    jitted = jax.jit(schedule)
+    host = getattr(schedule, "host", None)   # a numpy twin of the closure (no compilation per new schedule)
+    jitted = jax.jit(schedule) if host is None else host
 
     def lr(steps):
         s = np.asarray(steps, dtype=np.float64)

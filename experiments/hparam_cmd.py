@@ -1,0 +1,360 @@
+"""``plrf hparam-laws``: scaling laws of the optimal batch, critical batch, optimal lr and optimal weight decay
+in the data budget D and the model size d, on the exact theory (:mod:`theory.hparam_laws`).
+
+One resumable cell per (d, D) (``OUT/cells``, verified on read; a different configuration is refused): the
+tuned constant lr and final loss at each batch ``B = factor^k`` with ``S = D/B >= 4`` steps, and (at the
+reported budgets) the weight-decay scan at the batch nearest B*. The D grid runs ``--extend`` decades past the
+largest reported budget so that large batches can reach the target that defines B_crit (there only the batches
+with S <= D_MAX steps are run: a smaller batch reaches that target within D_MAX samples). Writes
+OUT/results.json (the per-(d, D) laws and a table of fitted exponents) and OUT/hparam_laws.png.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+
+from . import options as opt
+
+DEFAULT_OUT = "runs/hparam-laws"
+DEFAULT_DS = (100, 1000, 10000)
+DEFAULT_BUDGETS = (1e3, 1e6)
+D_MAX = 10 ** 6        # deterministic-equivalent spectra: bins ~ log d; beyond this the quadrature is untested here
+BUDGET_MAX = 10 ** 9
+
+
+def _d_value(text):
+    return opt.int_at_least(2)(text)
+
+
+def add_arguments(p):
+    p.add_argument("--alpha", type=opt.positive_float, default=1.0,
+                   help="data spectrum exponent alpha > 0 (default: %(default)s)")
+    p.add_argument("--beta", type=opt.real, default=0.7, help="target exponent beta, 2(alpha+beta) > 1 "
+                                                              "(default: %(default)s)")
+    p.add_argument("--ds", type=_d_value, nargs="+", default=list(DEFAULT_DS),
+                   help=f"model sizes d (>= 2 values in [2, {D_MAX}]) (default: %(default)s)")
+    p.add_argument("--budgets", type=opt.big_int, nargs=2, default=[int(b) for b in DEFAULT_BUDGETS],
+                   metavar=("D_MIN", "D_MAX"),
+                   help=f"smallest and largest reported data budget D = B S (samples), 16 <= D_MIN < D_MAX <= "
+                        f"{BUDGET_MAX:.0e} (default: %(default)s)")
+    p.add_argument("--per-decade", dest="per_decade", type=opt.int_at_least(1), default=2,
+                   help="budgets per decade of D, 1..8 (default: %(default)s)")
+    p.add_argument("--extend", type=opt.nonneg_float, default=1.0,
+                   help="decades of D past D_MAX computed for the B_crit targets, 0..2 (default: %(default)s)")
+    p.add_argument("--optimizer", default="sgd", choices=("sgd", "momentum"),
+                   help="constant-lr sgd or heavy-ball momentum (optax meaning) (default: %(default)s)")
+    p.add_argument("--momentum", type=opt.fraction, default=0.9, help="momentum mu in (0, 1] (default: %(default)s)")
+    p.add_argument("--batch-factor", dest="batch_factor", type=opt.int_at_least(2), default=4,
+                   help="batches are powers of this factor, 2..16 (default: %(default)s)")
+    p.add_argument("--batch-max", dest="batch_max", type=opt.big_int, default=4096,
+                   help="largest batch, 2..2^20 (default: %(default)s)")
+    p.add_argument("--tol", type=opt.positive_float, default=0.1,
+                   help="B_tol = largest B with loss <= (1 + tol) x the best at D, 0 < tol <= 1 (default: %(default)s)")
+    p.add_argument("--wd-taus", dest="wd_taus", type=opt.positive_float, nargs="+", default=[100.0, 10.0, 1.0],
+                   help="Power Lines timescales tau = B/(eta lambda D) > 0 whose weight decays lambda = 1/(tau eta0 S) "
+                        "(eta0 the tuned lr without weight decay) are scanned with lambda = 0 at the batch nearest "
+                        "B*, the lr re-tuned at each (default: %(default)s)")
+    p.add_argument("--no-wd", dest="no_wd", action="store_true", help="skip the weight-decay scan")
+    p.add_argument("--lr-frac-max", dest="lr_frac_max", type=opt.fraction, default=0.99,
+                   help="the tuned lr stays below this fraction of the stability bound (default: %(default)s)")
+    p.add_argument("--ratio", type=opt.positive_float, default=4.0,
+                   help="v = ratio d when 2 alpha <= 1 (v = inf otherwise), ratio > 1 (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="discard results stored in OUT with other settings")
+    opt.add_label_noise(p)
+    opt.add_common(p, DEFAULT_OUT)
+
+
+def validate(args):
+    """Every range check, before any work (ValueError naming the option: exit 2)."""
+    if 2 * (args.alpha + args.beta) <= 1:
+        raise ValueError(f"--alpha/--beta inadmissible: need 2(alpha + beta) > 1, got alpha={args.alpha}, "
+                         f"beta={args.beta}")
+    ds = sorted(set(int(d) for d in args.ds))
+    if len(ds) < 2:
+        raise ValueError(f"--ds needs at least 2 distinct model sizes (to fit the d-dependence), got {args.ds}")
+    if ds[-1] > D_MAX:
+        raise ValueError(f"--ds: each d must be in [2, {D_MAX}], got {ds[-1]}")
+    lo, hi = args.budgets
+    if not (16 <= lo < hi <= BUDGET_MAX):
+        raise ValueError(f"--budgets D_MIN D_MAX: need 16 <= D_MIN < D_MAX <= {BUDGET_MAX:.0e}, got {lo} {hi}")
+    if not 1 <= args.per_decade <= 8:
+        raise ValueError(f"--per-decade must be in 1..8, got {args.per_decade}")
+    if not 0 <= args.extend <= 2:
+        raise ValueError(f"--extend must be in [0, 2] decades, got {args.extend}")
+    if hi * 10 ** args.extend > BUDGET_MAX:
+        raise ValueError(f"--budgets/--extend: D_MAX x 10^extend must be <= {BUDGET_MAX:.0e}, got "
+                         f"{hi * 10 ** args.extend:.3g}")
+    if not 2 <= args.batch_factor <= 16:
+        raise ValueError(f"--batch-factor must be in 2..16, got {args.batch_factor}")
+    if not 2 <= args.batch_max <= 2 ** 20:
+        raise ValueError(f"--batch-max must be in 2..2^20, got {args.batch_max}")
+    if not 0 < args.tol <= 1:
+        raise ValueError(f"--tol must be in (0, 1], got {args.tol}")
+    if args.ratio <= 1:
+        raise ValueError(f"--ratio must be > 1, got {args.ratio}")
+    reported = budget_grid(lo, hi, args.per_decade)
+    if len(reported) < 3:
+        raise ValueError(f"--budgets/--per-decade give {len(reported)} reported budgets; need >= 3 to fit exponents")
+    return ds
+
+
+def budget_grid(lo, hi, per_decade):
+    """Budgets ``10^(k/per_decade)`` in [lo, hi] (rounded to integers), plus lo and hi themselves."""
+    import numpy as np
+    a, b = math.log10(lo), math.log10(hi)
+    ks = np.arange(math.ceil(a * per_decade - 1e-9), math.floor(b * per_decade + 1e-9) + 1)
+    vals = set(int(round(10 ** (k / per_decade))) for k in ks) | {int(lo), int(hi)}
+    return sorted(v for v in vals if lo <= v <= hi)
+
+
+def config_of(args, ds) -> dict:
+    cfg = dict(command="hparam-laws", alpha=args.alpha, beta=args.beta, ds=ds, budgets=list(args.budgets),
+               per_decade=args.per_decade, extend=args.extend, optimizer=args.optimizer,
+               momentum=(args.momentum if args.optimizer == "momentum" else None), batch_factor=args.batch_factor,
+               batch_max=args.batch_max, tol=args.tol, wd_taus=(None if args.no_wd else list(args.wd_taus)),
+               lr_frac_max=args.lr_frac_max, ratio=args.ratio)
+    cfg.update(opt.label_noise_config(args))
+    return cfg
+
+
+def run(args):
+    from plrf.store import prepare_out
+    t0 = time.time()
+    ds = validate(args)
+    config = config_of(args, ds)
+    with prepare_out(args.out, config, overwrite=args.overwrite) as out:   # before any work; locks OUT
+        return _run(args, config, out, t0, ds)
+
+
+def _say(args, msg):
+    if not args.quiet:
+        print(f"plrf hparam-laws: {msg}", file=sys.stderr, flush=True)
+
+
+def _run(args, config, out, t0, ds):
+    import numpy as np
+
+    from theory import hparam_laws as H
+    store = out.cells()
+    lo, hi = args.budgets
+    reported = budget_grid(lo, hi, args.per_decade)
+    extra = budget_grid(hi, hi * 10 ** args.extend, args.per_decade)[1:] if args.extend > 0 else []
+    Ds = reported + [D for D in extra if D > hi]
+    family, mu = args.optimizer, args.momentum
+    n_cells = len(ds) * len(Ds)
+    done = 0
+    cells = {}
+    for d in ds:
+        spec = H.ladder_spectrum(args.alpha, args.beta, d, ratio=args.ratio, label_noise=args.label_noise)
+        cache = {}
+        for D in Ds:
+            coords = dict(d=int(d), D=int(D))
+            t1 = time.time()
+            if store.done(coords):
+                arrs = store.get(coords).arrays
+                how = "resumed"
+            else:
+                c = H.cell(spec, D, family=family, mu=mu, b_max=args.batch_max, factor=args.batch_factor,
+                           frac_max=args.lr_frac_max, lr_max_cache=cache, s_max=(None if D <= hi else hi))
+                arrs = dict(c)
+                if D in reported and not args.no_wd:
+                    ob = H.optimal_batch(c["batch"], c["loss"], args.tol)
+                    k = ob.index
+                    wd = H.tune_weight_decay(spec, family, int(c["batch"][k]), int(c["steps"][k]),
+                                             taus=args.wd_taus, mu=mu, frac_max=args.lr_frac_max,
+                                             lr_max=float(c["lr_max"][k]))
+                    arrs.update(wd_lambdas=wd.lambdas, wd_taus=wd.taus, wd_loss=wd.loss, wd_lr=wd.lr,
+                                wd_star=np.array([wd.lam_star, wd.lr_star, wd.gain, wd.tau,
+                                                  float(c["batch"][k]), float(c["steps"][k])]))
+                store.put(coords, arrs)
+                how = f"{time.time() - t1:.1f} s"
+            cells[(d, D)] = arrs
+            done += 1
+            L = np.asarray(arrs["loss"])
+            _say(args, f"[{done}/{n_cells}] d = {d}, D = {D:.3g}: best loss {np.nanmin(L):.4g} at B = "
+                       f"{int(np.asarray(arrs['batch'])[int(np.nanargmin(L))])} ({how}; {time.time() - t0:.0f} s)")
+    results = analyse(cells, ds, reported, Ds, args.tol, config)
+    out.save(results, wall_time=time.time() - t0)
+    plot(results, config, out.file("hparam_laws.png"))
+    if not args.quiet:
+        print(format_table(results))
+        print(f"plrf hparam-laws: wrote {args.out}/results.json and hparam_laws.png "
+              f"[{time.time() - t0:.0f} s]")
+    return results
+
+
+def analyse(cells, ds, reported, Ds, tol, config) -> dict:
+    """Per (d, D) laws and the fitted exponents (a plain dict for results.json)."""
+    import numpy as np
+
+    from theory import hparam_laws as H
+    per_d = []
+    for d in ds:
+        spec = H.ladder_spectrum(config["alpha"], config["beta"], d, ratio=config["ratio"],
+                                 label_noise=config.get("label_noise", 0.0))
+        trK, trK2 = float(spec.trace), float(np.sum(spec.n * spec.lam ** 2))
+        allB = sorted(set(int(b) for D in Ds for b in np.asarray(cells[(d, D)]["batch"])))
+        table = np.full((len(Ds), len(allB)), np.nan)
+        for i, D in enumerate(Ds):
+            c = cells[(d, D)]
+            for b, L in zip(np.asarray(c["batch"]), np.asarray(c["loss"])):
+                table[i, allB.index(int(b))] = L
+        rows = []
+        for D in reported:
+            c = cells[(d, D)]
+            ob = H.optimal_batch(c["batch"], c["loss"], tol)
+            try:
+                cb = H.critical_batch(Ds, allB, table, D)
+                bc, bce, cbs = cb.B_crit, cb.B_crit_err, dict(target=cb.target, batch=cb.batch,
+                                                               samples=cb.samples, resid=cb.max_log_resid)
+            except ValueError:
+                bc, bce, cbs = math.nan, math.nan, None
+            lr1 = float(np.asarray(c["lr"])[0])
+            # heavy ball: the SGD formula at the effective lr eta/(1 - mu) (a heuristic, not derived for momentum)
+            lr_eff = lr1 / (1.0 - config["momentum"]) if config["optimizer"] == "momentum" else lr1
+            row = dict(D=D, lr_B1=lr1, B_crit_noise_pred=1.0 + 2.0 * trK / (lr_eff * trK2), B_star=ob.B_star,
+                       B_star_at_edge=ob.at_edge, B_tol=ob.B_tol, loss=ob.loss,
+                       lr_star=float(np.asarray(c["lr"])[ob.index]),
+                       lr_frac=float(np.asarray(c["lr"])[ob.index] / np.asarray(c["lr_max"])[ob.index]),
+                       B_crit=bc, B_crit_err=bce, tradeoff=cbs,
+                       batch=np.asarray(c["batch"]), batch_loss=np.asarray(c["loss"]), batch_lr=np.asarray(c["lr"]))
+            if "wd_star" in c:
+                lam_s, lr_s, gain, tau, Bw, Sw = (float(x) for x in np.asarray(c["wd_star"]))
+                row.update(lambda_star=lam_s, lr_at_lambda_star=lr_s, wd_gain=gain, tau=tau, wd_batch=Bw,
+                           wd_lambdas=np.asarray(c["wd_lambdas"]), wd_taus=np.asarray(c["wd_taus"]),
+                           wd_loss_ratio=np.asarray(c["wd_loss"]) / np.asarray(c["wd_loss"])[0])
+            rows.append(row)
+        per_d.append(dict(d=int(d), rows=rows))
+    fits = {}
+
+    def fit(name, xs, ys):
+        xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+        ok = np.isfinite(ys) & (ys > 0)
+        if ok.sum() == 2 and np.ptp(xs[ok]) > 0:     # two points: the slope through them, no error estimate
+            lx, ly = np.log(xs[ok]), np.log(ys[ok])
+            sl = float((ly[1] - ly[0]) / (lx[1] - lx[0]))
+            return dict(slope=sl, err=math.nan, se=math.nan, boot=math.nan, n=2, intercept=float(ly[0] - sl * lx[0]))
+        try:
+            f = H.power_fit(xs, ys)
+            return dict(slope=f.slope, err=f.err, se=f.se, boot=f.boot, n=f.n, intercept=f.intercept)
+        except ValueError:
+            return None
+    for pd in per_d:      # noise-balanced prediction: B_crit ~ B / eta*(B) (module theory.hparam_laws)
+        for row in pd["rows"]:
+            row["Bcrit_x_lr_B1"] = row["B_crit"] * row["lr_B1"]
+    for q in ("B_crit", "B_tol", "lr_star", "loss", "B_star", "lr_B1", "Bcrit_x_lr_B1", "B_crit_noise_pred"):
+        fits[q] = {}
+        for pd in per_d:
+            D = [r["D"] for r in pd["rows"]]
+            y = [r[q] for r in pd["rows"]]
+            fits[q][str(pd["d"])] = fit(q, D, y)
+    # d-dependence at fixed D: slope of B_crit (and B_tol, lr*) against d at each reported D
+    fits_d = {}
+    for q in ("B_crit", "B_tol", "lr_star"):
+        fits_d[q] = {}
+        for i, D in enumerate(reported):
+            fits_d[q][str(D)] = fit(q, ds, [pd["rows"][i][q] for pd in per_d])
+    sym = H.symbolic_exponents(config["alpha"], config["beta"])
+    edge = [H.edge_batch(H.ladder_spectrum(config["alpha"], config["beta"], d, ratio=config["ratio"])) for d in ds]
+    edge_fit = fit("edge", ds, edge)
+    any_wd = [r.get("lambda_star") for pd in per_d for r in pd["rows"] if "lambda_star" in r]
+    return dict(ds=list(ds), budgets=reported, budgets_all=list(Ds), per_d=per_d, fits_D=fits, fits_d=fits_d,
+                symbolic=sym, edge_batch=edge, edge_batch_fit=edge_fit,
+                weight_decay_helps=(None if not any_wd else bool(any(x > 0 for x in any_wd))))
+
+
+def format_table(r) -> str:
+    lines = ["fitted exponents in D (slope ± err) per d:",
+             "  quantity          " + "".join(f"{'d=' + str(d):>18}" for d in r["ds"])]
+    for q in ("B_crit", "B_crit_noise_pred", "B_tol", "lr_star", "loss", "Bcrit_x_lr_B1"):
+        cells = []
+        for d in r["ds"]:
+            f = r["fits_D"][q].get(str(d))
+            cells.append(f"{f['slope']:+.3f} ± {f['err']:.3f}" if f else "n/a")
+        lines.append(f"  {q:<17} " + "".join(f"{c:>18}" for c in cells))
+    lines.append("exponents in d at fixed D (slope ± err):")
+    for q in ("B_crit", "B_tol"):
+        parts = []
+        for D, f in r["fits_d"][q].items():
+            parts.append(f"D={float(D):.3g}: {f['slope']:+.3f} ± {f['err']:.3f}" if f else f"D={D}: n/a")
+        lines.append(f"  {q:<10} " + "; ".join(parts))
+    s = r["symbolic"]
+    lines.append(f"symbolic (population limit, signal-dominated SGD): loss ~ D^-{s['loss_D']:.3f}, "
+                 f"B_crit ~ D^{s['Bcrit_D_signal']:.3f} (signal-dominated) or ~ B/eta* = const x D^(-lr_B1 slope) "
+                 f"(noise-balanced: B_simple - 1 -> {s['expr']['noise_limit']}), "
+                 f"B_edge = trK/lam_max ~ d^{s['B_edge_d']:.3f} "
+                 f"(measured {r['edge_batch_fit']['slope']:+.3f})")
+    stars = [row["B_star"] for pd in r["per_d"] for row in pd["rows"]]
+    edge = [row["B_star_at_edge"] for pd in r["per_d"] for row in pd["rows"]]
+    lines.append(f"B* (loss-minimising at fixed D): {sum(edge)}/{len(edge)} cells at the grid edge; values "
+                 f"{min(stars):.3g}..{max(stars):.3g}")
+    if r.get("weight_decay_helps") is not None:
+        taus = [row["tau"] for pd in r["per_d"] for row in pd["rows"] if "tau" in row]
+        lines.append("weight decay: " + ("helps in some cells; tau* range "
+                                         f"{min(taus):.3g}..{max(taus):.3g}" if r["weight_decay_helps"] else
+                                         "never helps (lambda* = 0, tau* = inf in every cell)"))
+    return "\n".join(lines)
+
+
+def replot(out_dir):
+    from plrf.store import read_json
+    r = read_json(os.path.join(out_dir, "results.json"))
+    plot(r, r["config"], os.path.join(out_dir, "hparam_laws.png"))
+    return ["hparam_laws.png"]
+
+
+def plot(r, config, path):
+    import numpy as np
+
+    from .plotting import new_figure, save
+    fig, axes = new_figure(ncols=2, nrows=2, height=4.4, constrained_layout=True)
+    cmap = __import__("matplotlib").colormaps["viridis"]
+    nd = len(r["per_d"])
+    panels = (("B_crit", axes[0, 0], r"critical batch $B_{crit}$ (McCandlish fit)", r"$B_{crit}$"),
+              ("B_tol", axes[0, 1], rf"optimal batch $B^*$ (x) and $B_{{tol}}$ = largest B within "
+                                    rf"{100 * config['tol']:g}% of the best loss", r"batch size"),
+              ("lr_star", axes[1, 0], r"optimal peak lr $\eta^*$ at $B^*$", r"$\eta^*$"),
+              ("lambda_star", axes[1, 1], r"weight decay at timescale $\tau = B/(\eta\lambda D)$ (lr re-tuned)",
+               r"tuned loss / loss at $\lambda = 0$"))
+    for q, ax, title, ylabel in panels:
+        ax.set_ylabel(ylabel)
+        for i, pd in enumerate(r["per_d"]):
+            col = cmap(i / max(nd - 1, 1))
+            D = np.array([row["D"] for row in pd["rows"]], dtype=float)
+            y = np.array([row.get(q, np.nan) for row in pd["rows"]], dtype=float)
+            if q == "lambda_star":
+                # the loss ratio L(lambda)/L(0) at each scanned timescale tau (lr re-tuned): > 1 = weight decay hurts
+                rows = [row for row in pd["rows"] if "wd_loss_ratio" in row]
+                taus = np.asarray(config.get("wd_taus") or [])
+                for k, tau in enumerate(sorted(taus, reverse=True)):
+                    ratio = [float(np.asarray(row["wd_loss_ratio"], dtype=float)[k + 1]) for row in rows]
+                    ax.plot([row["D"] for row in rows], ratio, ("o-", "s--", "^:", "v-.")[k % 4], color=col, ms=4,
+                            label=(rf"d = {pd['d']}, $\tau$ = {tau:g}"))
+                if rows:
+                    ax.axhline(1.0, color="k", lw=0.8)
+                    top = max(float(np.nanmax(np.asarray(row["wd_loss_ratio"], dtype=float))) for row in rows)
+                    ax.set_ylim(0.95, max(top, 1.05) ** 1.8)     # room above the data for the legend
+                continue
+            ax.plot(D, y, "o", color=col, label=f"d = {pd['d']}")
+            f = r["fits_D"].get(q, {}).get(str(pd["d"]))
+            if f:
+                ax.plot(D, np.exp(f["intercept"]) * D ** f["slope"], "-", color=col, lw=1,
+                        label=rf"fit $D^{{{f['slope']:.2f} \pm {f['err']:.2f}}}$")
+            if q == "B_tol":
+                ax.plot(D, [row["B_star"] for row in pd["rows"]], "x", color=col, ms=6)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("data budget D = B S (samples)")
+        ax.set_title(title, fontsize=9)
+        ax.grid(True, which="major", alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6, ncol=2)
+        else:
+            ax.text(0.5, 0.5, "not scanned (--no-wd)", transform=ax.transAxes, ha="center", va="center")
+    s2 = config.get("label_noise", 0.0)
+    fig.suptitle(rf"PLRF $\alpha$={config['alpha']}, $\beta$={config['beta']}, {config['optimizer']}, constant lr "
+                 "tuned per (B, D) on the exact theory" + (rf", $\sigma^2$={s2:.3g}" if s2 else ""), fontsize=10)
+    save(fig, path)
+    return fig
