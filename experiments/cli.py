@@ -42,6 +42,8 @@ UNSTABLE_HINT = {
     "schedules": "lower --lr-frac or --scan-lr-fracs",
     "batch": "lower --lr-frac-max (the tuned lr stays below it times the stability bound at each B)",
     "optimal-schedule": "lower --frac (the schedules stay below frac x the largest stable constant lr) or --momentum",
+    "hparam-laws": "lower --lr-frac-max (the tuned lr stays below it times the stability bound)",
+    "data": "lower --lr (or raise --batch)",
 }
 
 
