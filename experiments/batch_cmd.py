@@ -67,12 +67,7 @@ def run(args):
     from plrf.store import prepare_out
 
     t0 = time.time()
-    v = args.v if args.v is not None else 4 * args.d
-    if v < args.d:
-        raise ValueError(f"--v must be >= --d, got v={v} < d={args.d}")
-    if 2 * (args.alpha + args.beta) <= 1:
-        raise ValueError(f"--alpha/--beta inadmissible: need 2(alpha + beta) > 1, got alpha={args.alpha}, "
-                         f"beta={args.beta}")
+    v = opt.problem_v(args)
     if args.d > 4096:
         raise ValueError(f"--d must be <= 4096 for plrf batch (a sampled W, exact recursion per lr), got {args.d}")
     W = opt.load_matrix(args.W_file, "--W-file", (v, args.d)) if args.W_file else None

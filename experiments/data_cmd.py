@@ -61,12 +61,7 @@ def config_of(args, v, lr) -> dict:
 def check_args(args):
     """Fail-fast checks (before any work), each naming its option and the valid range."""
     from plrf.finite_data import MAX_BYTES, memory_bytes
-    v = args.v if args.v is not None else 4 * args.d
-    if v < args.d:
-        raise ValueError(f"--v must be >= --d, got v={v} < d={args.d}")
-    if 2 * (args.alpha + args.beta) <= 1:
-        raise ValueError(f"--alpha/--beta inadmissible: need 2(alpha + beta) > 1, got alpha={args.alpha}, "
-                         f"beta={args.beta}")
+    v = opt.problem_v(args)
     if args.d > D_MAX:
         raise ValueError(f"--d must be in [1, {D_MAX}] for plrf data, got {args.d}")
     if args.batch > args.samples:

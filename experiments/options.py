@@ -117,3 +117,15 @@ def file_sha256(path, option: str) -> str:
             return hashlib.sha256(f.read()).hexdigest()
     except OSError as err:
         raise ValueError(f"{option} {path}: cannot be read ({err.strerror or err})") from None
+
+
+def problem_v(args) -> int:
+    """``--v`` (default 4 d) after the checks shared by the commands that sample a problem: ``v >= d`` and an
+    admissible ``(alpha, beta)``; ValueError naming the options."""
+    v = args.v if getattr(args, "v", None) is not None else 4 * args.d
+    if v < args.d:
+        raise ValueError(f"--v must be >= --d, got v={v} < d={args.d}")
+    if 2 * (args.alpha + args.beta) <= 1:
+        raise ValueError(f"--alpha/--beta inadmissible: need 2(alpha + beta) > 1, got alpha={args.alpha}, "
+                         f"beta={args.beta}")
+    return v
