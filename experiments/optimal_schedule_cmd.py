@@ -25,7 +25,9 @@ from .optim_options import _ema
 
 DEFAULT_OUT = "runs/optimal-schedule"
 LR_LIMIT = 100_000          # per-step arrays stored up to this horizon
-MAX_STEPS = 1_000_000
+MAX_STEPS = 1_000_000       # the exact recursion (--solver exact)
+MAX_STEPS_LOGTIME = 10_000_000_000   # the log-time solver (--solver logtime)
+ROUND_ITER = 25             # L-BFGS iterations per re-mesh round of the log-time solver
 OPTIMIZERS = ("sgd", "momentum", "dana-decaying")
 
 
@@ -39,8 +41,9 @@ def _steps_list(text):
             x = float(p)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected integers such as 1e4 (comma-separated), got {p!r}")
-        if not math.isfinite(x) or x != int(x) or x < 2 or x > MAX_STEPS:
-            raise argparse.ArgumentTypeError(f"each horizon must be an integer in [2, {MAX_STEPS:.0e}], got {p}")
+        if not math.isfinite(x) or x != int(x) or x < 2 or x > MAX_STEPS_LOGTIME:
+            raise argparse.ArgumentTypeError(f"each horizon must be an integer in [2, {MAX_STEPS_LOGTIME:.0e}] "
+                                             f"(above {MAX_STEPS:.0e} with --solver logtime), got {p}")
         out.append(int(x))
     if len(set(out)) != len(out):
         raise argparse.ArgumentTypeError(f"horizons must be distinct, got {text}")
@@ -58,6 +61,11 @@ def add_arguments(p):
                         "moment recursion: the gradient noise is proportional to P); 0 = PLRF as defined")
     p.add_argument("--steps", type=_steps_list, default=[100, 1000, 10000, 100000],
                    help="horizon(s) T, comma-separated (e.g. 1e2,1e3,1e4); laws are fitted over several")
+    p.add_argument("--solver", default="exact", choices=("exact", "logtime"),
+                   help="exact: reverse mode through the exact moment recursion (horizons <= 1e6, every optimizer); "
+                        "logtime: gradients through a replay of the log-time solver's mesh (theory.logtime_grad; "
+                        "plain SGD, final objective, horizons <= 1e10; baselines and losses from forward log-time "
+                        "solves, local tolerance 1e-4)")
     p.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS,
                    help="sgd (lr schedule), momentum (heavy ball as optax.sgd(lr, momentum): lr and momentum "
                         "schedules jointly) or dana-decaying (g2 and g3 schedules)")
@@ -76,7 +84,9 @@ def add_arguments(p):
                    help="momentum cap of the optimised heavy-ball schedule (< 1)")
     p.add_argument("--momentum", type=opt._num(float, 0.0, 1.0), default=0.9,
                    help="the fixed momentum of the heavy-ball baselines (< 1)")
-    p.add_argument("--maxiter", type=opt.int_at_least(1), default=300, help="L-BFGS-B iterations per horizon")
+    p.add_argument("--maxiter", type=opt.int_at_least(1), default=300,
+                   help=f"L-BFGS-B iterations per horizon (--solver logtime: at most {ROUND_ITER} per re-mesh round, "
+                        f"maxiter/{ROUND_ITER} rounds)")
     p.add_argument("--spectrum", default="deterministic", choices=("deterministic", "sampled"),
                    help="deterministic equivalent of K (no sampling) or the spectrum of one W drawn from --seed")
     p.add_argument("--seed", type=opt.int_at_least(0), default=0, help="seed of W (--spectrum sampled)")
@@ -100,6 +110,16 @@ def _validate(args):
         raise ValueError(f"--mu-max must be in (0, 1), got {args.mu_max}")
     if not args.momentum < 1:
         raise ValueError(f"--momentum must be in [0, 1), got {args.momentum}")
+    if args.solver == "exact" and max(args.steps) > MAX_STEPS:
+        raise ValueError(f"--steps: horizons above {MAX_STEPS:.0e} need --solver logtime (the exact recursion costs "
+                         f"one step per step), got {max(args.steps)}")
+    if args.solver == "logtime":
+        for flag, bad in (("--optimizer", args.optimizer != "sgd"), ("--ema", args.ema is not None),
+                          ("--objective", args.objective != "final")):
+            if bad:
+                raise ValueError(f"{flag}: --solver logtime optimises plain SGD schedules for the final loss only "
+                                 f"(use --solver exact, horizons <= {MAX_STEPS:.0e}, for momentum, DANA, averaging "
+                                 "and the anytime objective)")
     if args.knots > min(args.steps):
         raise ValueError(f"--knots must be <= the smallest horizon in --steps ({min(args.steps)}), got {args.knots}")
     W = opt.load_matrix(args.W_file, "--W-file", (v, args.d)) if args.W_file else None
@@ -109,9 +129,18 @@ def _validate(args):
 
 def estimate(args, v):
     """Rough memory and time (experiments.budget conventions): per horizon ~ (maxiter + 20%) gradient
-    evaluations of the checkpointed recursion plus ~300 forward evaluations for the baselines."""
+    evaluations of the checkpointed recursion plus ~300 forward evaluations for the baselines; log-time: ~160
+    forward solves for the baselines and ~1.2 maxiter replays, plus ~30 s compilation of the replay."""
     from . import budget
     size = args.d if (args.W_file or args.spectrum == "sampled") else min(args.d, budget.det_size(args.d))
+    if args.solver == "logtime":
+        secs = len(args.steps) * (budget.logtime_eval_time(size) * (160 + 1.2 * args.maxiter) + 40.0)
+        mem = [(budget.BASE_BYTES, "--d", "the Python process"),
+               (8.0 * min(max(args.steps), LR_LIMIT) * 4 + 8.0 * 4096 * size, "--steps", "schedule samples and the replay")]
+        if args.W_file or args.spectrum == "sampled":
+            mem.append(budget.sampled_spectrum(args.d, v)[0])
+        return budget._estimate(mem, [(secs, "--steps", f"{len(args.steps)} horizon(s) up to T = {max(args.steps):.3g}: "
+                                                        f"L-BFGS through the log-time solver ({size:.0f} modes)")])
     per_step = (2e-6 + 3e-8 * size) * budget.optimizer_cost(args).recursion
     secs = sum(T * per_step * (1.2 * args.maxiter + 100) + 20.0 for T in args.steps)
     T = max(args.steps)
@@ -130,7 +159,7 @@ def config_of(args, v) -> dict:
     return dict(command="optimal-schedule", alpha=args.alpha, beta=args.beta, d=args.d, v=v, batch=args.batch,
                 steps=list(args.steps), optimizer=args.optimizer, ema=args.ema, objective=args.objective,
                 knots=args.knots, space=args.space, frac=args.frac, mu_max=args.mu_max, momentum=args.momentum,
-                maxiter=args.maxiter, label_noise=args.label_noise, spectrum=spectrum, seed=args.seed if spectrum == "sampled" else None,
+                maxiter=args.maxiter, solver=args.solver, label_noise=args.label_noise, spectrum=spectrum, seed=args.seed if spectrum == "sampled" else None,
                 W_file=args.W_file, W_sha256=w_sha)
 
 
@@ -172,6 +201,9 @@ def _to_cell(rec):
     """A horizon record -> (arrays, meta) for the cell store."""
     import numpy as np
     arrays = {"z": rec["z"], "curve_steps": rec["curve_steps"], "curve_loss": rec["curve_loss"]}
+    for k in ("knot_steps", "sample_steps", "sample_lr"):      # --solver logtime
+        if k in rec:
+            arrays[k] = rec[k]
     for k, a in rec["knots"].items():
         arrays[f"knots_{k}"] = a
     if rec["steps"] <= LR_LIMIT:
@@ -181,7 +213,7 @@ def _to_cell(rec):
         arrays[f"baseline_curve_{k}"] = a
     meta = {k: rec[k] for k in ("steps", "final_loss", "objective_loss", "shape", "iterations", "evaluations",
                                 "optimize_seconds", "message", "edge", "cap", "P_star", "seconds")}
-    for k in ("baselines", "best_baseline", "saving", "excess_saving", "baseline_seconds"):
+    for k in ("baselines", "best_baseline", "saving", "excess_saving", "baseline_seconds", "tolerance", "resolved"):
         if k in rec:
             meta[k] = rec[k]
     return {k: np.asarray(a) for k, a in arrays.items()}, meta
@@ -192,6 +224,9 @@ def _from_cell(cell):
     rec = dict(m)
     rec["z"] = a["z"]
     rec["curve_steps"], rec["curve_loss"] = a["curve_steps"], a["curve_loss"]
+    for k in ("knot_steps", "sample_steps", "sample_lr"):
+        if k in a:
+            rec[k] = a[k]
     rec["knots"] = {k[len("knots_"):]: a[k] for k in a if k.startswith("knots_")}
     rec["arrays"] = {k[len("per_step_"):]: a[k] for k in a if k.startswith("per_step_")}
     rec["baseline_curves"] = {k[len("baseline_curve_"):]: a[k] for k in a if k.startswith("baseline_curve_")}
@@ -215,10 +250,16 @@ def _run(args, config, out, t0, W):
                 rec = _from_cell(store.get(coords))
                 bar.skip()
             else:
-                fam = _family(args, spec, T)
-                if z0 is not None and z0.shape[0] != fam.n_params:
-                    z0 = None
-                rec = solve_horizon(fam, z0=z0, maxiter=args.maxiter, mu=args.momentum)
+                if args.solver == "logtime":
+                    from theory.logtime_grad import solve_horizon_logtime
+                    rec = solve_horizon_logtime(spec, steps=T, knots=args.knots, space=args.space, batch=args.batch,
+                                                frac=args.frac, maxiter=ROUND_ITER,
+                                                rounds=max(1, args.maxiter // ROUND_ITER), lr_limit=LR_LIMIT)
+                else:
+                    fam = _family(args, spec, T)
+                    if z0 is not None and z0.shape[0] != fam.n_params:
+                        z0 = None
+                    rec = solve_horizon(fam, z0=z0, maxiter=args.maxiter, mu=args.momentum)
                 arrays, meta = _to_cell(rec)
                 store.put(coords, arrays, meta)
                 rec = _from_cell(store.get(coords)) if store.done(coords) else rec
@@ -231,8 +272,10 @@ def _run(args, config, out, t0, W):
     if not args.quiet:
         top = results["horizons"][-1]
         msg = ", ".join(f"{k} {v:.6g}" for k, v in top["baselines"].items())
+        note = ("; NOT RESOLVED: the excess loss P - P* is below 10 x the log-time tolerance at this horizon, the "
+                "schedules differ by less than the solver's accuracy" if top.get("resolved") is False else "")
         print(f"plrf optimal-schedule: T = {top['steps']}: optimal final loss {top['final_loss']:.6g} "
-              f"(saving {100 * top['saving']:.2f}% vs {top['best_baseline']}); tuned baselines: {msg}; "
+              f"(saving {100 * top['saving']:.2f}% vs {top['best_baseline']}{note}); tuned baselines: {msg}; "
               f"wrote {args.out}/results.json and {', '.join(files)}")
     return results
 
@@ -249,6 +292,12 @@ def _results(args, config, spec, records, laws, preds) -> dict:
                  seconds=r["seconds"], message=r["message"],
                  curve_steps=np.asarray(r["curve_steps"]).tolist(), curve_loss=np.asarray(r["curve_loss"]).tolist(),
                  baseline_curves={k: np.asarray(c).tolist() for k, c in r["baseline_curves"].items()})
+        for k in ("knot_steps", "sample_steps", "sample_lr"):
+            if k in r:
+                h[k] = np.asarray(r[k]).tolist()
+        for k in ("tolerance", "resolved"):      # --solver logtime
+            if k in r:
+                h[k] = r[k]
         if r["arrays"]:
             h["lr"] = np.asarray(r["arrays"][{"sgd": "lr", "momentum": "lr", "dana-decaying": "g2"}[args.optimizer]]).tolist()
             for k in ("mu", "eff", "g3"):
@@ -294,9 +343,14 @@ def _title(res):
 
 
 def _main_lr(h, optimizer):
+    """``(steps, lr)``: every step, or the stored samples of a long log-time horizon; ``None`` if neither."""
     import numpy as np
     key = "eff" if optimizer == "momentum" else "lr"
-    return np.asarray(h[key], dtype=float) if key in h else None
+    if key in h:
+        return np.arange(h["steps"], dtype=float), np.asarray(h[key], dtype=float)
+    if "sample_lr" in h:
+        return np.asarray(h["sample_steps"], dtype=float), np.asarray(h["sample_lr"], dtype=float)
+    return None
 
 
 def plot_schedules(res, path):
@@ -314,13 +368,14 @@ def plot_schedules(res, path):
     preds = res["predictions"]
     what = {"sgd": "lr", "momentum": "effective step lr/(1-mu)", "dana-decaying": "g2"}[c["optimizer"]]
     for i, h in enumerate(hs):
-        lr = _main_lr(h, c["optimizer"])
-        if lr is None:
+        got = _main_lr(h, c["optimizer"])
+        if got is None:
             continue
         T = h["steps"]
         col = cmap(i / max(len(hs) - 1, 1))
-        u = np.arange(T) / T
-        ax.plot(u, lr / edge, color=col, lw=1.4, label=f"optimal, T = {T:.0e}")
+        u, lr = got[0] / T, got[1]
+        ax.plot(u, lr / edge, color=col, lw=1.4, label=f"optimal, T = {T:.0e}" + (
+            " (at the floor: not resolved)" if h.get("resolved") is False else ""))
         s = 1 - u
         sel = (s > 0) & (lr > 0)
         ax2.plot(s[sel], lr[sel] / h["shape"]["peak"], color=col, lw=1.4,
@@ -349,7 +404,9 @@ def plot_schedules(res, path):
     ax2.axvspan(lo, hi, color="0.9", zorder=0, label="fit window")
     ax2.set_xscale("log")
     ax2.set_yscale("log")
-    ax2.set_ylim(1e-4, 2)
+    lows = [float(np.min(g[1][g[1] > 0]) / h["shape"]["peak"]) for h in hs
+            for g in [_main_lr(h, c["optimizer"])] if g is not None and np.any(g[1] > 0)]
+    ax2.set_ylim(min([1e-4] + [0.5 * x for x in lows]), 2)     # the smallest end value stays in view
     ax2.set_xlabel("1 - t/T")
     ax2.set_ylabel(f"{what} / its peak")
     ax2.set_title("end shape", fontsize=9)
@@ -377,7 +434,9 @@ def plot_losses(res, path):
     ax.set_yscale("log")
     ax.set_xlabel("steps t")
     ax.set_ylabel("exact expected loss P(t)")
-    ax.set_title(f"loss curves, T = {top['steps']:.0e} (final losses: plrf.expected_loss)", fontsize=9)
+    how = ("log-time solves, local tolerance 1e-4" if res["config"].get("solver") == "logtime"
+           else "plrf.expected_loss")
+    ax.set_title(f"loss curves, T = {top['steps']:.0e} (final losses: {how})", fontsize=9)
     ax.legend(fontsize=7)
     T = np.array([h["steps"] for h in res["horizons"]], dtype=float)
     names = list(top["baselines"])
@@ -386,7 +445,8 @@ def plot_losses(res, path):
         sav = [1 - h["final_loss"] / h["baselines"][name] for h in res["horizons"]]
         ax2.bar(np.arange(T.size) + (j - (len(names) - 1) / 2) * w, 100 * np.asarray(sav), width=w, label=name)
     ax2.set_xticks(np.arange(T.size))
-    ax2.set_xticklabels([f"{t:.0e}" for t in T])
+    ax2.set_xticklabels([f"{t:.0e}" + ("\n(not resolved)" if h.get("resolved") is False else "")
+                         for t, h in zip(T, res["horizons"])])
     ax2.set_xlabel("horizon T")
     ax2.set_ylabel("loss saved by the optimal schedule (%)")
     ax2.set_title("savings vs each tuned baseline", fontsize=9)
@@ -418,6 +478,12 @@ def plot_laws(res, path):
     exc = np.array(laws["excess"])
     ax2.loglog(T, exc, "o-", label="optimal: P(T) - P*" + (f" (slope {laws['excess_slope']:.2f})"
                                                             if "excess_slope" in laws else ""))
+    bad = ~np.array(laws.get("resolved", [True] * T.size), bool)
+    if bad.any():
+        for a_, y_ in ((ax, peak), (ax2, exc)):
+            a_.plot(T[bad], y_[bad], "o", mfc="white", mec="tab:red", ms=9, zorder=5,
+                    label="at the floor: not resolved, not fitted")
+        ax.legend(fontsize=7)
     if "best_baseline_loss" in laws:
         ax2.loglog(T, np.array(laws["best_baseline_loss"]) - res["P_star"], "s--", color="0.5",
                    label="best tuned baseline")

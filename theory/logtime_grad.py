@@ -320,3 +320,76 @@ def tune_baseline(spectrum: Spectrum, name: str, *, steps: int, batch: int = 1, 
     res = minimize_scalar(f, bounds=(a, b), method="bounded", options=dict(xatol=1e-3))
     x, v = (res.x, res.fun) if res.fun <= vals[j] else (xs[j], vals[j])
     return math.exp(v), math.exp(x)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# one horizon end to end (the log-time twin of theory.optimal_schedule.solve_horizon)
+
+def sample_steps(steps: int, n: int = 2048, extra=()) -> np.ndarray:
+    """Steps at which a schedule of horizon ``steps`` is stored when per-step arrays are too long: ``n/2`` uniform
+    in ``[0, T-1]``, ``n/2`` with ``T - 1 - t`` log-spaced from 1 to ``T`` (the end shape down to single steps),
+    and ``extra`` (e.g. the knots); sorted integers."""
+    T = int(steps)
+    uni = np.linspace(0.0, T - 1.0, n // 2)
+    end = (T - 1.0) - np.geomspace(1.0, T, n // 2) + 1.0
+    s = np.concatenate([uni, end, np.asarray(extra, np.float64).ravel()])
+    return np.unique(np.clip(np.round(s), 0, T - 1))
+
+
+def solve_horizon_logtime(spectrum: Spectrum, *, steps: int, knots: int = 64, space: str = "ends", batch: int = 1,
+                          frac: float = 0.9, init=None, maxiter: int = 25, rounds: int = 12,
+                          cooldowns=(0.02, 0.05, 0.1, 0.2, 0.4, 0.7), num: int = 100, lr_limit: int = 100_000,
+                          rtol: float = RTOL) -> dict:
+    """Optimise one horizon of plain SGD with gradients through the log-time solver and tune the baselines
+    (constant, cosine, linear, WSD with the cooldown fraction tuned over ``cooldowns``) on forward log-time solves:
+    the record of :func:`theory.optimal_schedule.solve_horizon` (same keys), for horizons up to ~1e10.
+    ``resolved`` is False when the best baseline's excess loss ``P - P*`` is below ``10 rtol P``: schedules then
+    differ by less than the solver's accuracy (a horizon at the floor ``P*``), and ``saving`` is not meaningful.
+
+    Differences: every loss is a forward log-time solve (local tolerance ``rtol``) instead of
+    ``plrf.expected_loss``; per-step arrays (``arrays['lr']``) only up to ``lr_limit`` steps, the schedule always
+    sampled at :func:`sample_steps` (``sample_steps``/``sample_lr``) and given by its knots (``knot_steps``); the
+    shape is fitted on those samples. ``init``: warm start (knot values, or a schedule closure); default: the
+    tuned WSD. ``iterations``: L-BFGS iterations summed over the re-mesh rounds."""
+    import plrf
+    from .optimal_schedule import fit_shape
+    t0 = time.time()
+    T = int(steps)
+    base = {}
+    for name in ("constant", "cosine", "linear"):
+        loss, peak = tune_baseline(spectrum, name, steps=T, batch=batch, frac=frac, rtol=rtol)
+        base[name] = dict(final_loss=loss, peak=peak, cooldown=None)
+    wsd = min((tune_baseline(spectrum, "wsd", steps=T, batch=batch, frac=frac, cooldown=c, rtol=rtol) + (c,)
+               for c in cooldowns), key=lambda r: r[0])
+    base["wsd"] = dict(final_loss=wsd[0], peak=wsd[1], cooldown=wsd[2])
+    t_base = time.time() - t0
+    if init is None:
+        init = shape_schedule("wsd", wsd[1], T, wsd[2]).host
+    r = optimize_logtime(spectrum, steps=T, knots=knots, space=space, batch=batch, frac=frac, init=init,
+                         rounds=rounds, maxiter=maxiter, rtol=rtol)
+    sched = knot_schedule(r.u, r.values, T, space)
+    grid = plrf.log_grid(T, num)
+    curve = solve_logtime(spectrum, sched, steps=T, batch=batch, grid=grid, rtol=rtol)
+    ks = knot_steps(r.u, T, space)
+    ts = sample_steps(T, extra=np.round(ks))
+    lr_s = sched.host(ts)
+    shape = fit_shape(lr_s, t=ts, steps=T)
+    rec = dict(steps=T, final_loss=float(curve.final), objective_loss=float(r.loss),
+               arrays={"lr": sched.host(np.arange(T))} if T <= lr_limit else {},
+               knots={"lr": np.asarray(r.values)}, knot_steps=ks, z=np.asarray(r.values),
+               sample_steps=ts, sample_lr=lr_s, shape=shape._asdict(),
+               iterations=int(sum(x[1] for x in r.rounds)), evaluations=int(sum(x[1] + 1 for x in r.rounds)),
+               optimize_seconds=r.seconds, message=f"{len(r.rounds)} re-mesh rounds (log-time replay, L-BFGS-B)",
+               curve_steps=np.asarray(curve.steps), curve_loss=np.asarray(curve.loss),
+               edge=float(plrf.max_stable_lr(spectrum, batch)), cap=float(frac * plrf.max_stable_lr(spectrum, batch)),
+               P_star=float(spectrum.P_star), baseline_seconds=t_base, baselines=base)
+    rec["baseline_curves"] = {
+        k: np.asarray(solve_logtime(spectrum, shape_schedule(k, b["peak"], T, b["cooldown"] or 0.2), steps=T,
+                                    batch=batch, grid=grid, rtol=rtol).loss) for k, b in base.items()}
+    best = min(base, key=lambda k: base[k]["final_loss"])
+    bl = base[best]["final_loss"]
+    P_star = float(spectrum.P_star)
+    rec.update(best_baseline=best, saving=1.0 - rec["final_loss"] / bl,
+               excess_saving=1.0 - (rec["final_loss"] - P_star) / (bl - P_star), seconds=time.time() - t0,
+               tolerance=float(rtol), resolved=bool(bl - P_star > 10.0 * rtol * bl))
+    return rec

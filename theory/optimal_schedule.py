@@ -508,13 +508,23 @@ class Shape(NamedTuple):
     end_window: tuple
 
 
-def fit_shape(lr: np.ndarray, *, end_lo: float = 0.02, end_hi: float = 0.3) -> Shape:
+def fit_shape(lr: np.ndarray, *, end_lo: float = 0.02, end_hi: float = 0.3, t=None, steps: Optional[int] = None) -> Shape:
     """Fit the end shape ``lr_t ~ c (1 - t/T)^delta`` by least squares of ``log lr`` against
     ``log(1 - t/T)`` on ``1 - t/T in [end_lo, end_hi]`` (the last steps, where a piecewise-linear knot grid is
-    coarse, excluded), and the decay fractions."""
+    coarse, excluded), and the decay fractions.
+
+    ``lr``: every step ``0..T-1``; or, with ``t`` (increasing steps) and ``steps = T``, samples at those steps
+    (horizons too long for per-step arrays: the decay fractions are then exact to the sample spacing near the
+    end, and the fit uses the samples in the window)."""
     lr = np.asarray(lr, dtype=np.float64)
-    T = lr.size
-    t = np.arange(T)
+    if t is None:
+        T = lr.size
+        t = np.arange(T)
+    else:
+        t = np.asarray(t, dtype=np.float64)
+        if steps is None or t.shape != lr.shape:
+            raise ValueError("fit_shape: samples need steps= and t of lr's shape")
+        T = int(steps)
     s = 1.0 - t / T
     sel = (s >= end_lo) & (s <= end_hi) & (lr > 0)
     if sel.sum() >= 3:
@@ -528,13 +538,13 @@ def fit_shape(lr: np.ndarray, *, end_lo: float = 0.02, end_hi: float = 0.3) -> S
         delta, err = float(coef[0]), float(math.sqrt(max(cov[0, 0], 0.0)))
     else:
         delta, err = float("nan"), float("nan")
-    peak = float(lr.max())
     ip = int(np.argmax(lr))
+    peak = float(lr[ip])
 
     def frac_below(level):
         above = np.nonzero(lr >= level * peak)[0]
-        return float((T - 1 - above[-1]) / T) if above.size else 1.0
-    return Shape(peak, ip, delta, err, frac_below(0.5), frac_below(0.9), (end_lo, end_hi))
+        return float((T - 1 - t[above[-1]]) / T) if above.size else 1.0
+    return Shape(peak, int(t[ip]), delta, err, frac_below(0.5), frac_below(0.9), (end_lo, end_hi))
 
 
 def power_fit(x, y):
@@ -638,7 +648,8 @@ def predictions(alpha: float, beta: float) -> dict:
 def fit_laws(records: Sequence[dict]) -> dict:
     """Across horizons (>= 2 records): slopes of ``log peak``, ``log P(T)`` and ``log(P(T) - P*)`` against
     ``log T`` (over all horizons and over the last two: a local slope), the end exponents and decay fractions
-    per horizon."""
+    per horizon. Horizons marked ``resolved = False`` (log-time solves at the floor, see
+    :func:`theory.logtime_grad.solve_horizon_logtime`) are listed but left out of the slopes."""
     recs = sorted(records, key=lambda r: r["steps"])
     T = np.array([r["steps"] for r in recs], dtype=float)
     peak = np.array([r["shape"]["peak"] for r in recs])
@@ -649,18 +660,22 @@ def fit_laws(records: Sequence[dict]) -> dict:
                decay_fraction=[r["shape"]["decay_fraction"] for r in recs],
                decay_fraction_90=[r["shape"]["decay_fraction_90"] for r in recs],
                peak_over_edge=(peak / np.array([r["edge"] for r in recs])).tolist(),
-               saving=[r.get("saving") for r in recs], excess_saving=[r.get("excess_saving") for r in recs])
+               saving=[r.get("saving") for r in recs], excess_saving=[r.get("excess_saving") for r in recs],
+               resolved=[r.get("resolved", True) for r in recs])
+    use = np.array(out["resolved"], bool)
     if len(recs) >= 2:
         for name, y in (("peak", peak), ("loss", P), ("excess", exc)):
-            ok = y > 0
+            ok = (y > 0) & use
             s, e = power_fit(T[ok], y[ok]) if ok.sum() >= 2 else (float("nan"), float("nan"))
             out[f"{name}_slope"], out[f"{name}_slope_err"] = s, e
-            out[f"{name}_slope_last"] = float(np.log(y[-1] / y[-2]) / np.log(T[-1] / T[-2])) \
-                if y[-1] > 0 and y[-2] > 0 else float("nan")
+            j = np.nonzero(ok)[0]
+            out[f"{name}_slope_last"] = float(np.log(y[j[-1]] / y[j[-2]]) / np.log(T[j[-1]] / T[j[-2]])) \
+                if j.size >= 2 else float("nan")
         base = [min(r["baselines"].values(), key=lambda b: b["final_loss"])["final_loss"]
                 for r in recs if "baselines" in r]
         if len(base) == len(recs):
             bexc = np.array(base) - np.array([r["P_star"] for r in recs])
             out["best_baseline_loss"] = base
-            out["best_baseline_excess_slope"] = power_fit(T, bexc)[0] if np.all(bexc > 0) else float("nan")
+            ok = (bexc > 0) & use
+            out["best_baseline_excess_slope"] = power_fit(T[ok], bexc[ok])[0] if ok.sum() >= 2 else float("nan")
     return out
