@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 import time
 
 from . import options as opt
@@ -84,6 +85,10 @@ def add_arguments(p):
                    help="momentum cap of the optimised heavy-ball schedule (< 1)")
     p.add_argument("--momentum", type=opt._num(float, 0.0, 1.0), default=0.9,
                    help="the fixed momentum of the heavy-ball baselines (< 1)")
+    p.add_argument("--horizon-free", dest="horizon_free", action="store_true",
+                   help="also tune one horizon-free schedule for all horizons (lr = peak (1 + t/t0)^-gamma with the "
+                        "uniform average of the iterates, Meterez et al. 2026; and without averaging, and a constant lr "
+                        "with averaging) against the per-horizon optima (--solver exact, --optimizer sgd, no --ema)")
     p.add_argument("--maxiter", type=opt.int_at_least(1), default=300,
                    help=f"L-BFGS-B iterations per horizon (--solver logtime: at most {ROUND_ITER} per re-mesh round, "
                         f"maxiter/{ROUND_ITER} rounds)")
@@ -120,6 +125,10 @@ def _validate(args):
                 raise ValueError(f"{flag}: --solver logtime optimises plain SGD schedules for the final loss only "
                                  f"(use --solver exact, horizons <= {MAX_STEPS:.0e}, for momentum, DANA, averaging "
                                  "and the anytime objective)")
+    if args.horizon_free and (args.solver != "exact" or args.optimizer != "sgd" or args.ema is not None
+                              or args.objective != "final"):
+        raise ValueError("--horizon-free: compares against per-horizon optima of plain SGD for the final loss "
+                         "(--solver exact, --optimizer sgd, no --ema, --objective final)")
     if args.knots > min(args.steps):
         raise ValueError(f"--knots must be <= the smallest horizon in --steps ({min(args.steps)}), got {args.knots}")
     W = opt.load_matrix(args.W_file, "--W-file", (v, args.d)) if args.W_file else None
@@ -143,6 +152,8 @@ def estimate(args, v):
                                                         f"L-BFGS through the log-time solver ({size:.0f} modes)")])
     per_step = (2e-6 + 3e-8 * size) * budget.optimizer_cost(args).recursion
     secs = sum(T * per_step * (1.2 * args.maxiter + 100) + 20.0 for T in args.steps)
+    if args.horizon_free:      # 3 variants x ~2 starts x ~50 gradients at the largest horizon (two state vectors)
+        secs += 3 * 100 * 2 * max(args.steps) * per_step
     T = max(args.steps)
     mem = [(budget.BASE_BYTES, "--d", "the Python process"),
            (8.0 * T * 30 + 8.0 * 6 * size * (2 * math.sqrt(T) + 64), "--steps",
@@ -159,7 +170,7 @@ def config_of(args, v) -> dict:
     return dict(command="optimal-schedule", alpha=args.alpha, beta=args.beta, d=args.d, v=v, batch=args.batch,
                 steps=list(args.steps), optimizer=args.optimizer, ema=args.ema, objective=args.objective,
                 knots=args.knots, space=args.space, frac=args.frac, mu_max=args.mu_max, momentum=args.momentum,
-                maxiter=args.maxiter, solver=args.solver, label_noise=args.label_noise, spectrum=spectrum, seed=args.seed if spectrum == "sampled" else None,
+                maxiter=args.maxiter, solver=args.solver, horizon_free=args.horizon_free, label_noise=args.label_noise, spectrum=spectrum, seed=args.seed if spectrum == "sampled" else None,
                 W_file=args.W_file, W_sha256=w_sha)
 
 
@@ -267,6 +278,8 @@ def _run(args, config, out, t0, W):
             z0 = np.asarray(rec["z"])
             records.append(rec)
     results = _results(args, config, spec, records, fit_laws(records), predictions(args.alpha, args.beta))
+    if args.horizon_free:
+        results["horizon_free"] = _horizon_free(args, spec, records, store)
     out.save(results, wall_time=time.time() - t0)
     files = _plot_all(results, out.file)
     if not args.quiet:
@@ -274,10 +287,35 @@ def _run(args, config, out, t0, W):
         msg = ", ".join(f"{k} {v:.6g}" for k, v in top["baselines"].items())
         note = ("; NOT RESOLVED: the excess loss P - P* is below 10 x the log-time tolerance at this horizon, the "
                 "schedules differ by less than the solver's accuracy" if top.get("resolved") is False else "")
+        for name, hf in results.get("horizon_free", {}).items():
+            print(f"plrf optimal-schedule: horizon-free '{name}' (peak {hf['peak']:.3g}, gamma {hf['gamma']:.3g}, "
+                  f"t0 {hf['t0']:.3g}): loss / per-horizon optimum = "
+                  + ", ".join(f"{r:.3f} (T = {t})" for r, t in zip(hf["ratio"], hf["horizons"])))
         print(f"plrf optimal-schedule: T = {top['steps']}: optimal final loss {top['final_loss']:.6g} "
               f"(saving {100 * top['saving']:.2f}% vs {top['best_baseline']}{note}); tuned baselines: {msg}; "
               f"wrote {args.out}/results.json and {', '.join(files)}")
     return results
+
+
+def _horizon_free(args, spec, records, store) -> dict:
+    """theory.optimal_schedule.horizon_free for each variant against the per-horizon optima (one cell each)."""
+    import numpy as np
+
+    from theory.optimal_schedule import HORIZON_FREE, horizon_free
+    out = {}
+    T = [int(r["steps"]) for r in records]
+    target = [float(r["final_loss"]) for r in records]
+    for name in HORIZON_FREE:
+        coords = {"horizon_free": name}
+        if not store.done(coords):
+            if not args.quiet:
+                print(f"plrf optimal-schedule: tuning the horizon-free schedule '{name}' on T = {T}", file=sys.stderr,
+                      flush=True)
+            r = horizon_free(spec, T, target, variant=name, batch=args.batch, frac=args.frac)
+            store.put(coords, {"losses": np.asarray(r["losses"])}, {k: v for k, v in r.items() if k != "losses"})
+        c = store.get(coords)
+        out[name] = dict(c.meta, losses=np.asarray(c.arrays["losses"]).tolist())
+    return out
 
 
 def _results(args, config, spec, records, laws, preds) -> dict:
@@ -487,6 +525,9 @@ def plot_laws(res, path):
     if "best_baseline_loss" in laws:
         ax2.loglog(T, np.array(laws["best_baseline_loss"]) - res["P_star"], "s--", color="0.5",
                    label="best tuned baseline")
+    for (name, hf), mk in zip(res.get("horizon_free", {}).items(), ("^", "v", "D")):
+        ax2.loglog(hf["horizons"], np.asarray(hf["losses"]) - res["P_star"], mk + ":", ms=5, lw=0.8,
+                   label=f"horizon-free {name} (one schedule for all T)")
     for key, lab, st in (("li_loss_exponent", "Li et al. (noise floor P*)", "k--"),
                          ("noiseless_loss_exponent", "noiseless window (s)", "k:")):
         if preds.get(key):

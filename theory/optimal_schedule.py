@@ -482,6 +482,84 @@ def tune_baselines(fam: ScheduleFamily, *, names=BASELINES, cooldowns=(0.05, 0.1
 # ---------------------------------------------------------------------------------------------------------
 # the single-mode closed form (module docstring)
 
+# ---------------------------------------------------------------------------------------------------------
+# horizon-free schedules (Meterez et al. 2026): one power-law lr with iterate averaging against every horizon
+
+HORIZON_FREE = {   # variant -> (free decay exponent, read the uniform average)
+    "power+average": (True, True),      # lr_t = peak (1 + t/t0)^-gamma, loss of the uniform average
+    "power": (True, False),             # the same schedule, loss of the last iterate
+    "constant+average": (False, True),  # gamma = 0: constant lr, loss of the uniform average
+}
+GAMMA_MAX = 1.5
+
+
+def power_lr(peak, gamma, t0, steps: int):
+    """``peak (1 + t/t0)^-gamma`` at steps ``0..steps-1`` (jnp; traced parameters)."""
+    t = jnp.arange(steps, dtype=jnp.float64)
+    return peak * (1.0 + t / t0) ** (-gamma)
+
+
+def horizon_free(spectrum: Spectrum, horizons, targets, *, variant: str = "power+average", batch: int = 1,
+                 frac: float = 0.9, maxiter: int = 100) -> dict:
+    """One schedule for every horizon: ``lr_t = peak (1 + t/t0)^-gamma`` (``peak <= frac x`` the stability edge,
+    ``0 <= gamma <= 1.5``, ``1 <= t0 <= max(horizons)``), the loss read from the uniform average of the iterates
+    (``plrf.optimizers.sgd(lr, ema='uniform')``) or the last iterate (``variant``, :data:`HORIZON_FREE`), tuned
+    once to minimise ``mean_i log(P(T_i) / targets_i)`` (``targets``: e.g. the per-horizon optimal losses) by
+    L-BFGS-B on jax gradients through :func:`exact_loss` (every horizon read off one run to ``max(horizons)``).
+    Returns ``peak``, ``gamma``, ``t0``, ``losses`` (per horizon), ``ratio`` (``losses / targets``), ``seconds``.
+    A ratio near 1 at every horizon is the claim of Meterez et al. (2026) that a horizon-free power-law lr with
+    weight averaging matches the best horizon-aware schedule."""
+    from scipy.optimize import minimize
+    from scipy.special import expit
+    if variant not in HORIZON_FREE:
+        raise ValueError(f"variant must be one of {tuple(HORIZON_FREE)}, got {variant!r}")
+    T = np.asarray(sorted(int(h) for h in horizons), np.int64)
+    tg = np.asarray(targets, np.float64)
+    if T.size < 1 or tg.shape != T.shape or np.any(tg <= 0):
+        raise ValueError("horizon_free: targets must be positive, one per horizon")
+    free_gamma, average = HORIZON_FREE[variant]
+    t0 = time.time()
+    steps = int(T[-1])
+    cap = frac * plrf.max_stable_lr(spectrum, batch)
+    col = 1 if average else 0
+    log_tg = jnp.asarray(np.log(tg))
+
+    def unpack(z):
+        peak = cap * jax.nn.sigmoid(z[0])
+        gamma = GAMMA_MAX * jax.nn.sigmoid(z[1]) if free_gamma else jnp.float64(0.0)
+        return peak, gamma, jnp.exp(z[2])
+
+    @jax.jit
+    def vg(z):
+        def f(z):
+            peak, gamma, tz = unpack(z)
+            opt = O.sgd(power_lr(peak, gamma, tz, steps), ema="uniform")
+            _, P = exact_loss(spectrum, opt, steps=steps, batch=batch, record=T)
+            return jnp.mean(jnp.log(P[:, col]) - log_tg)
+        return jax.value_and_grad(f)(z)
+
+    def fun(z):
+        v, g = vg(jnp.asarray(z))
+        v, g = float(v), np.asarray(g)
+        return (v, g) if math.isfinite(v) and np.all(np.isfinite(g)) else (1e30, np.zeros_like(g))
+    bounds = [(-20, 20), (-20, 20) if free_gamma else (0, 0), (0.0, math.log(steps))]
+    best = None
+    for z0 in ([2.0, -0.5, math.log(10.0)], [2.0, 0.5, 0.5 * math.log(steps)]):
+        if not free_gamma:
+            z0[1] = 0.0
+        r = minimize(fun, np.asarray(z0), jac=True, method="L-BFGS-B", bounds=bounds,
+                     options=dict(maxiter=maxiter, ftol=1e-13, gtol=1e-10))
+        if best is None or r.fun < best.fun:
+            best = r
+    peak, gamma, tz = (float(x) for x in unpack(jnp.asarray(best.x)))
+    P = plrf.expected_loss(spectrum, O.sgd(np.asarray(power_lr(peak, gamma, tz, steps)), ema="uniform"),
+                           steps=steps, batch=batch, grid=np.concatenate([[0], T]))
+    losses = np.asarray(P.readouts["average"][0] if average else P.loss)[1:]
+    return dict(variant=variant, peak=peak, gamma=gamma, t0=tz, peak_over_cap=peak / cap, horizons=T.tolist(),
+                losses=losses.tolist(), ratio=(losses / tg).tolist(), iterations=int(best.nit),
+                seconds=time.time() - t0)
+
+
 def single_mode_optimal(lam: float, w: float, P_star: float, steps: int, batch: int = 1):
     """``(eta_t for t < steps, e_t for t <= steps)``: the greedy = optimal schedule of one mode (module
     docstring) and its excess losses ``e_t = P_t - P*``."""
