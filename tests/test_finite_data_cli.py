@@ -58,3 +58,114 @@ def test_data_small_lr_sgd_follows_gd_theory(tmp_path):
     assert r["gd_z_max"] < 4.0
     assert r["E_sim"][-1] == pytest.approx(r["E_gd_theory"][-1], rel=0.05)
     assert r["E_sim"][-1] < 64
+
+
+# ---------------------------------------------------------------------------------------------------------
+# plrf data-frontier
+
+TINY = ["data-frontier", "--samples", "8,32,128", "--ds", "8,16", "--computes", "1e2,1e3,1e4", "--epochs-max", "16",
+        "--effective-d", "256", "--quiet"]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--samples", "0"], "argument --samples: each N must be an integer in [1"),
+    (["--samples", "8,x"], "argument --samples: expected a comma-separated list"),
+    (["--alpha", "0.1", "--beta", "0.1"], "--alpha/--beta inadmissible"),
+    (["--ds", "1:4"], "argument --ds"),
+    (["--ds", "8,1"], "argument --ds: each d must be an integer in [2"),
+    (["--computes", "0:1e4"], "argument --computes"),
+    (["--computes", "1e3,1e20"], "argument --computes: each compute f must be in [1"),
+    (["--c", "2"], "--c must be in (0, 1]"),
+    (["--epochs-max", "0"], "argument --epochs-max"),
+    (["--epochs-max", "100000000"], "--epochs-max must be in [1, 2^24"),
+    (["--effective-d", "100000"], "--effective-d must be in [2, 65536]"),
+    (["--tol", "0"], "argument --tol"),
+    (["--time-limit", "1e-6"], "--time-limit: estimated"),
+])
+def test_data_frontier_bad_input_exit_2(tmp_path, capsys, argv, needle):
+    with pytest.raises(SystemExit) as e:
+        run_cli(["data-frontier", "--out", tmp_path / "o", "--quiet"] + argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err, err
+    assert not (tmp_path / "o" / "results.json").exists()
+
+
+def _gf(lam, w, P_star, t, n=None):
+    """Population gradient flow, written out independently: P* + sum_k w_k exp(-2 lam_k t)."""
+    return P_star + float(np.sum(np.asarray(w) * np.exp(-2 * np.asarray(lam) * t)))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("df") / "o"
+    argv = TINY + ["--out", out]
+    assert run_cli(argv) == 0
+    return out, argv, load_results(out)
+
+
+def test_data_frontier_tiny_run_against_references(tiny_run):
+    from theory.deterministic import deterministic_spectrum
+    from theory.finite_data import exponents, gd_losses
+    out, _, r = tiny_run
+    assert r["status"] == "complete" and r["cells"] == 6
+    assert is_png(out / "data_frontier.png") and is_png(out / "effective_data.png")
+    assert r["exponents"] == pytest.approx(exponents(1.0, 0.7))
+    # E(K, N): K = 1 is worth one pass up to the gradient-flow proxy's error at c = 0.1 (0.9-1); never more than
+    # K fresh passes; and E N is the fresh-sample count at which population gradient flow (written out here) reaches
+    # the reported K-epoch loss: P* + sum w exp(-2 lam c E N / tr) = L_K to 1e-6
+    e = r["effective"]
+    j = np.arange(1, 257.0)
+    lam, w = j ** -2.0, j ** -3.4
+    for run in e["runs"]:
+        E, L = np.array(run["E"]), np.array(run["loss"])
+        assert 0.85 < E[0] <= 1.0, run["N"]
+        assert np.all(E <= np.array(e["K"]) * (1 + 1e-9)), run["N"]
+        for Ek, Lk in zip(E, L):
+            t = 0.1 * Ek * run["N"] / lam.sum()
+            assert _gf(lam, w, 0.0, t) == pytest.approx(Lk, rel=1e-6)
+    # E_max grows with N (larger datasets can be repeated more)
+    Em = [x["E_max"] for x in e["runs"]]
+    assert Em[0] < Em[1] < Em[2]
+    # the frontier: at f = 1e4 and N = 32 the reported best loss is the minimum over d = 8, 16 of direct
+    # evaluations: gd_losses on the two-level deterministic spectrum beyond one epoch (f > d N), the
+    # population gradient flow above within one epoch; the unlimited frontier the minimum of the latter
+    f, N = 1e4, 32
+    k = r["frontier"]["computes"].index(f)
+    run = next(x for x in r["frontier"]["runs"] if x["N"] == N)
+    direct, fresh = [], []
+    for d in (8, 16):
+        sp = deterministic_spectrum(1.0, 0.7, d, v=4 * d)
+        lm, ww, nn = np.asarray(sp.lam), np.asarray(sp.w), np.asarray(sp.n)
+        tau = 0.1 * f / (d * float(np.sum(nn * lm)))
+        fresh.append(_gf(lm, ww, float(sp.P_star), tau))
+        direct.append(float(gd_losses(lm, ww, float(sp.P_star), N, [tau], n=nn).pop[0]) if f > d * N else fresh[-1])
+    assert run["loss_opt"][k] == pytest.approx(min(direct), rel=1e-10)
+    assert run["d_opt"][k] == (8, 16)[int(np.argmin(direct))]
+    assert run["epochs_opt"][k] == pytest.approx(f / (run["d_opt"][k] * N))
+    assert r["frontier"]["loss_unlimited"][k] == pytest.approx(min(fresh), rel=1e-10)
+    assert all(x >= 1 - 1e-12 for x in run["ratio"])    # repeating never beats fresh data
+
+
+def test_data_frontier_resume_redraw_and_refusal(tiny_run, monkeypatch, capsys):
+    from experiments import data_frontier_cmd as dfc
+    out, argv, r = tiny_run
+
+    def boom(config, N):
+        raise AssertionError("recomputed a stored cell")
+    monkeypatch.setitem(dfc.COMPUTE, "effective", boom)
+    monkeypatch.setitem(dfc.COMPUTE, "frontier", boom)
+    assert run_cli(argv) == 0
+    r2 = load_results(out)
+    assert r2["sessions"] == 2
+    for key in ("effective", "frontier", "exponents"):
+        assert r2[key] == r[key]
+    (out / "effective_data.png").unlink()
+    assert run_cli(["plot", out, "--quiet"]) == 0 and is_png(out / "effective_data.png")
+    # another configuration is refused, naming the option; --overwrite would be needed
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        run_cli(argv + ["--c", "0.05"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "different configuration" in err and "(--c)" in err and "--overwrite" in err
