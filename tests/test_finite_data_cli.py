@@ -91,11 +91,54 @@ def test_data_frontier_bad_input_exit_2(tmp_path, capsys, argv, needle):
     assert not (tmp_path / "o" / "results.json").exists()
 
 
+def test_saturation_fits_name_the_law_that_generated_the_data():
+    # the same two-parameter fits on planted saturation levels: a power law is recovered with its exponent and
+    # wins; an a log N + b law is recovered and wins; the error bar of the power fit covers the planted slope
+    from experiments.data_frontier_cmd import saturation_fits
+    N = np.array([16, 64, 256, 1024, 4096.0])
+    noise = np.exp(0.01 * np.array([1, -1, 0.5, -0.5, 0.2]))
+    s = saturation_fits(N, 1.7 * N ** 0.97 * noise, alpha=1.0, saturated=[True, True, True, False, False])
+    assert s["better"] == "power" and s["power"]["slope"] == pytest.approx(0.97, abs=0.01)
+    assert abs(s["power"]["slope"] - 0.97) <= 3 * s["power"]["err"]
+    assert s["power"]["rms_log_resid"] < 0.01 < s["log"]["rms_log_resid"]
+    assert s["power_saturated_only"]["n"] == 3 and s["law_2alpha_minus_1"] == 1.0
+    s = saturation_fits(N, (30 * np.log(N) + 5) * noise, alpha=1.0)
+    assert s["better"] == "log" and s["log"]["a"] == pytest.approx(30, rel=0.05)
+    assert s["log"]["b"] == pytest.approx(5, abs=3)
+
+
+def test_stop_point_first_compute_over_tolerance():
+    from experiments.data_frontier_cmd import stop_point
+    C = np.array([1e2, 1e3, 1e4, 1e5])
+    st = stop_point(C, [1.0, 1.05, 1.15, 2.0], np.array([0.5, 2, 8, 40.0]), np.array([8, 16, 32, 64]), 0.1)
+    assert st["reached"] and st["compute"] == 1e4 and st["epochs"] == 8 and st["d"] == 32
+    # ratio linear in log f between 1e3 (1.05) and 1e4 (1.15): 1.1 halfway, at f = 10^3.5
+    assert st["compute_cross"] == pytest.approx(10 ** 3.5, rel=1e-12) and st["epochs_last_below"] == 2
+    st = stop_point(C, [1.0, 1.01, 1.02, 1.05], np.array([0.5, 2, 8, 40.0]), np.array([8, 16, 32, 64]), 0.1)
+    assert not st["reached"] and st["ratio_max"] == 1.05
+
+
+def test_effective_cell_inverts_population_gradient_flow():
+    # one E(K, N) cell at d = 256: E(1, N) is one pass up to the proxy's error at c = 0.1; E <= K; and E N
+    # fresh samples of population gradient flow (written out here) reach the K-epoch loss, to 1e-6
+    from experiments.data_frontier_cmd import effective_cell
+    cfg = dict(alpha=1.0, beta=0.7, effective_d=256, epochs_max=64, c=0.1, per_decade=16)
+    cell = effective_cell(cfg, 32)
+    j = np.arange(1, 257.0)
+    lam, w = j ** -2.0, j ** -3.4
+    E, L, K = cell["E"], cell["loss"], cell["K"]
+    assert list(K) == [1, 2, 4, 8, 16, 32, 64]
+    assert 0.85 < E[0] <= 1.0 and np.all(E <= K) and np.all(np.diff(E) > 0)
+    for Ek, Lk in zip(E, L):
+        assert _gf(lam, w, 0.0, 0.1 * Ek * 32 / lam.sum()) == pytest.approx(Lk, rel=1e-6)
+
+
 def _gf(lam, w, P_star, t, n=None):
     """Population gradient flow, written out independently: P* + sum_k w_k exp(-2 lam_k t)."""
     return P_star + float(np.sum(np.asarray(w) * np.exp(-2 * np.asarray(lam) * t)))
 
 
+# the end-to-end runs take 5-10 s of CPU (two deterministic spectra at ~1.7 s each, the figures ~2 s per run): slow
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("df") / "o"
@@ -104,6 +147,7 @@ def tiny_run(tmp_path_factory):
     return out, argv, load_results(out)
 
 
+@pytest.mark.slow
 def test_data_frontier_tiny_run_against_references(tiny_run):
     from theory.deterministic import deterministic_spectrum
     from theory.finite_data import exponents, gd_losses
@@ -147,6 +191,7 @@ def test_data_frontier_tiny_run_against_references(tiny_run):
     assert all(x >= 1 - 1e-12 for x in run["ratio"])    # repeating never beats fresh data
 
 
+@pytest.mark.slow
 def test_data_frontier_resume_redraw_and_refusal(tiny_run, monkeypatch, capsys):
     from experiments import data_frontier_cmd as dfc
     out, argv, r = tiny_run
