@@ -288,6 +288,13 @@ def saturation_fits(Ns, E_sat, alpha, saturated=None) -> dict:
         ps = power_fit(x[s], y[s])
         out["power_saturated_only"] = dict(slope=ps.slope, err=ps.err, n=ps.n, N=x[s])
     out["better"] = "power" if out["power"]["rms_log_resid"] <= rms_l else "log"
+    best = min(out["power"]["rms_log_resid"], rms_l)
+    monotone = bool(np.all(np.diff(y) > 0))
+    out["monotone_in_N"] = monotone
+    out["verdict"] = (f"{out['better']} (rms log residual {best:.3g} vs {max(out['power']['rms_log_resid'], rms_l):.3g})"
+                      if monotone and best < 0.1 else
+                      f"neither fits (best rms log residual {best:.3g}"
+                      + ("; the saturation level is not monotone in N)" if not monotone else ")"))
     return out
 
 
@@ -374,7 +381,7 @@ def format_summary(r) -> str:
         p, lg = s["power"], s["log"]
         lines.append(f"saturation vs N: power N^({p['slope']:.3f} +- {p['err']:.3f}) (N^(2alpha-1) = "
                      f"N^{s['law_2alpha_minus_1']:g}), rms log residual {p['rms_log_resid']:.3g}; a log N + b (a = "
-                     f"{lg['a']:.3g}): rms {lg['rms_log_resid']:.3g}; better: {s['better']}"
+                     f"{lg['a']:.3g}): rms {lg['rms_log_resid']:.3g}; verdict: {s['verdict']}"
                      + (f"; saturated N only: N^({s['power_saturated_only']['slope']:.3f} +- "
                         f"{s['power_saturated_only']['err']:.3f})" if s.get("power_saturated_only") else ""))
     for x in r["frontier"]["runs"]:
@@ -463,8 +470,9 @@ def plot_effective(r, path):
         ax.plot(Nf, np.exp(p["intercept"]) * Nf ** p["slope"], "b--", lw=1.2,
                 label=rf"power fit $N^{{{p['slope']:.2f} \pm {p['err']:.2f}}}$ (rms log resid {p['rms_log_resid']:.2g})")
         q = s["law_2alpha_minus_1"]
-        ax.plot(Nf, Em[-1] * (Nf / Ns[-1]) ** q, ":", color="tab:green", lw=1.5,
-                label=rf"$\propto N^{{2\alpha-1}} = N^{{{q:g}}}$ (through the largest N)")
+        if not config.get("label_noise"):     # the law of the noiseless planted spectrum
+            ax.plot(Nf, Em[-1] * (Nf / Ns[-1]) ** q, ":", color="tab:green", lw=1.5,
+                    label=rf"$\propto N^{{2\alpha-1}} = N^{{{q:g}}}$ (through the largest N)")
         lg = s["log"]
         y = lg["a"] * np.log(Nf) + lg["b"]
         ax.plot(Nf[y > 0], y[y > 0], "r-.", lw=1.2,
@@ -473,7 +481,7 @@ def plot_effective(r, path):
     ax.set_yscale("log")
     ax.set_xlabel("samples N")
     ax.set_ylabel("saturation level max_K E(K, N)")
-    ax.set_title("how many epochs pay: saturation of E vs N" + (f" (better fit: {s['better']})" if s.get("better")
+    ax.set_title("how many epochs pay: saturation of E vs N" + (f"\nverdict: {s['verdict']}" if s.get("verdict")
                                                                else ""), fontsize=8)
     ax.legend(fontsize=6.5)
     ax.grid(True, which="major", alpha=0.3)
