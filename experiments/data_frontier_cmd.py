@@ -421,9 +421,9 @@ def _no_minor_labels(ax):
     """Major tick labels only on log axes (minor labels such as 2x10^1 crowd a short axis, and their mathtext
     is most of the drawing time)."""
     from matplotlib.ticker import NullFormatter
-    for axis in (ax.xaxis, ax.yaxis):
-        if axis.get_scale() == "log":
-            axis.set_minor_formatter(NullFormatter())
+    for axis, lim in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        if axis.get_scale() == "log" and min(lim) > 0 and math.log10(max(lim) / min(lim)) > 1.5:
+            axis.set_minor_formatter(NullFormatter())    # a short axis keeps them (else it has one label or none)
 
 
 def effective_panel(ax, K, curves, title, ylabel="effective data multiplier E(K, N) = n_fresh / N"):
@@ -482,7 +482,7 @@ def plot_effective(r, path):
     ax.set_xlabel("samples N")
     ax.set_ylabel("saturation level max_K E(K, N)")
     ax.set_title("how many epochs pay: saturation of E vs N" + (f"\nverdict: {s['verdict']}" if s.get("verdict")
-                                                               else ""), fontsize=8)
+                                                               else f"\n({s.get('note', 'no fit')})"), fontsize=8)
     ax.legend(fontsize=6.5)
     ax.grid(True, which="major", alpha=0.3)
     _no_minor_labels(ax)
