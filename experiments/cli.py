@@ -30,6 +30,8 @@ COMMANDS = {
     "hparam-laws": ("hparam_cmd", "scaling laws of the optimal/critical batch, lr and weight decay in D and d"),
     "optimal-schedule": ("optimal_schedule_cmd", "optimal lr/momentum schedules from the exact theory vs tuned baselines"),
     "data": ("data_cmd", "finite data: multi-epoch SGD on N samples vs the GD deterministic equivalent and one pass"),
+    "data-frontier": ("data_frontier_cmd", "finite data: the data-constrained compute-optimal frontier and the "
+                                           "effective-data multiplier E(K, N) (gradient-flow limit)"),
     "plot": ("plot_cmd", "redraw the figures of a results directory without recomputing"),
 }
 
@@ -44,6 +46,7 @@ UNSTABLE_HINT = {
     "optimal-schedule": "lower --frac (the schedules stay below frac x the largest stable constant lr) or --momentum",
     "hparam-laws": "lower --lr-frac-max (the tuned lr stays below it times the stability bound)",
     "data": "lower --lr (or raise --batch)",
+    "data-frontier": "lower --c (lr = c / tr K; the gradient-flow limit needs a small lr)",
 }
 
 

@@ -209,6 +209,7 @@ def replot(out_dir):
 def plot(r, config, path):
     import numpy as np
 
+    from .data_frontier_cmd import _no_minor_labels, effective_panel
     from .plotting import band, new_figure, save
     fig, axes = new_figure(ncols=3, width=5.4)
     fig.subplots_adjust(wspace=0.32)
@@ -250,100 +251,20 @@ def plot(r, config, path):
     ax.set_title("train-test gap (opens with reuse)", fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(True, which="major", alpha=0.3)
-    ax = axes[0, 2]
-    ax.plot(ep[m], np.asarray(r["E_sim"], float)[m], "o-", ms=3, color="tab:blue", label="SGD simulation")
+    for ax in axes[0, :2]:
+        _no_minor_labels(ax)
+    curves = [(np.asarray(r["E_sim"], float)[m], dict(marker="o", ms=3, color="tab:blue", label="SGD simulation"))]
     if r.get("E_gd_theory") is not None:
-        ax.plot(ep[m], np.asarray(r["E_gd_theory"], float)[m], "k--", lw=1.2, label="GD det. equivalent")
-    ax.plot(ep[m], ep[m], ":", color="0.5", label="E = K (repeats as good as fresh)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("epochs K")
-    ax.set_ylabel("E = fresh samples of equal one-pass loss / N")
-    ax.set_title("effective data multiplier (vs the exact one-pass curve)", fontsize=9)
-    ax.legend(fontsize=7)
-    ax.grid(True, which="major", alpha=0.3)
+        curves.append((np.asarray(r["E_gd_theory"], float)[m], dict(ls="--", color="k", lw=1.2,
+                                                                     label="GD det. equivalent")))
+    effective_panel(axes[0, 2], ep[m], curves, "effective data multiplier (vs the exact one-pass curve)",
+                    ylabel="E = fresh samples of equal one-pass loss / N")
     save(fig, path)
     return fig
 
 
 # ---------------------------------------------------------------------------------------------------------
-# the effective-data multiplier E(K, N) (theory.finite_data.effective_data), figure docs/figures/data_effective.png
-
-EFFECTIVE_CASES = (dict(alpha=1.0, beta=0.7, noise=0.0), dict(alpha=0.75, beta=0.7, noise=0.0),
-                   dict(alpha=1.0, beta=0.7, noise=0.01))
-
-
-def effective_scan(d=16384, Ns=(4, 16, 64, 256, 1024, 4096), epochs=tuple(2 ** k for k in range(0, 17)), c=0.1,
-                   cases=EFFECTIVE_CASES, per_decade=16, quiet=False):
-    """E(K, N) on the diagonal PLRF spectrum lam_j = j^-2alpha, w_j = j^-(2alpha+2beta), j <= d (P* = 0),
-    for each case (alpha, beta, label-noise std); returns a JSON-able dict."""
-    import numpy as np
-
-    from theory.finite_data import effective_data
-    out = dict(d=d, N=list(Ns), epochs=list(epochs), c=c, cases=[])
-    j = np.arange(1, d + 1, dtype=np.float64)
-    for case in cases:
-        lam, w = j ** (-2 * case["alpha"]), j ** (-2 * case["alpha"] - 2 * case["beta"])
-        E, L = [], []
-        for N in Ns:
-            t = time.time()
-            e, l = effective_data(lam, w, 0.0, N, epochs, c=c, noise=case["noise"], per_decade=per_decade)
-            E.append(e)
-            L.append(l)
-            if not quiet:
-                print(f"effective data {case}: N = {N}: E(1) = {e[0]:.3g}, max E = {np.max(e):.4g} "
-                      f"[{time.time() - t:.1f} s]", file=sys.stderr, flush=True)
-        E = np.array(E)
-        out["cases"].append(dict(case, E=E.tolist(), loss=np.array(L).tolist(), E_max=E.max(1).tolist(),
-                                 K_at_max=[int(epochs[i]) for i in E.argmax(1)]))
-    return out
-
-
-def plot_effective(r, path):
-    import numpy as np
-
-    from .plotting import new_figure, save
-    fig, axes = new_figure(ncols=2, width=5.6)
-    fig.subplots_adjust(wspace=0.3)
-    K = np.asarray(r["epochs"], float)
-    Ns = np.asarray(r["N"], float)
-    ax = axes[0, 0]
-    c0 = r["cases"][0]
-    cmap = __import__("matplotlib").colormaps["viridis"]
-    for i, N in enumerate(Ns):
-        ax.plot(K, np.asarray(c0["E"][i]), "-o", ms=2.5, color=cmap(i / max(1, len(Ns) - 1)), label=f"N = {int(N)}")
-    ax.plot(K, K, "k:", lw=1, label="E = K (repeats as good as fresh)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("epochs K")
-    ax.set_ylabel("effective data multiplier E(K, N) = n_fresh / N")
-    ax.set_title(rf"$\alpha$={c0['alpha']}, $\beta$={c0['beta']}, d={r['d']}, no noise, lr = {r['c']}/tr K "
-                 "(gradient-flow limit)", fontsize=8)
-    ax.legend(fontsize=7)
-    ax.grid(True, which="major", alpha=0.3)
-    ax = axes[0, 1]
-    colors = ("tab:blue", "tab:orange", "tab:red")
-    for case, col in zip(r["cases"], colors):
-        Em = np.asarray(case["E_max"], float)
-        lab = rf"$\alpha$={case['alpha']}, $\beta$={case['beta']}" + (
-            rf", label noise $\sigma$={case['noise']}" if case["noise"] else ", no noise")
-        ax.plot(Ns, Em, "o-", color=col, label=f"max over K <= {int(K[-1])}: " + lab)
-        if not case["noise"]:
-            p = 2 * case["alpha"] - 1
-            ax.plot(Ns, Em[-2] * (Ns / Ns[-2]) ** p, "--", color=col, lw=1,
-                    label=rf"$\propto N^{{2\alpha-1}} = N^{{{p:g}}}$")
-    Em = np.asarray(r["cases"][-1]["E_max"], float)
-    a, b = np.polyfit(np.log(Ns), Em, 1)
-    ax.plot(Ns, a * np.log(Ns) + b, "k:", lw=1, label=f"best a log N + b fit to the noisy case (a = {a:.2g}): poor")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("samples N")
-    ax.set_ylabel("saturation level max_K E(K, N)")
-    ax.set_title("how many epochs pay: saturation of E vs N", fontsize=8)
-    ax.legend(fontsize=6.5)
-    ax.grid(True, which="major", alpha=0.3)
-    save(fig, path)
-    return fig
+# E(K, N) across N and the data-constrained frontier: `plrf data-frontier` (experiments/data_frontier_cmd.py)
 
 
 def exact_gd(lam, w, P_star, N, times, lr, draws, seed=0):
@@ -405,80 +326,11 @@ def plot_gd_check(path, Ns=(100, 200, 400), draws=20):
     save(fig, path)
 
 
-def frontier_scan(alpha=1.0, beta=0.7, Ns=(64, 1024, 16384), computes=None, ds=None, c=0.1, quiet=False):
-    """The data-constrained compute-optimal frontier (theory.finite_data.data_frontier) for a few N."""
-    import numpy as np
-
-    from theory.finite_data import data_frontier
-    computes = np.geomspace(1e3, 1e10, 22) if computes is None else np.asarray(computes, float)
-    ds = 2 ** np.arange(3, 15) if ds is None else np.asarray(ds)
-    out = dict(alpha=alpha, beta=beta, c=c, computes=computes, ds=ds, N=list(Ns), runs=[])
-    for N in Ns:
-        t = time.time()
-        fr = data_frontier(alpha, beta, N, computes, ds, c=c)
-        ratio = fr.loss_opt / fr.loss_opt_fresh
-        k = int(np.argmax(ratio > 1.1)) if np.any(ratio > 1.1) else None
-        out["runs"].append(dict(N=N, loss_opt=fr.loss_opt, d_opt=fr.d_opt, epochs_opt=fr.epochs_opt,
-                                loss_opt_fresh=fr.loss_opt_fresh, d_opt_fresh=fr.d_opt_fresh,
-                                compute_10pct=None if k is None else float(computes[k]),
-                                epochs_10pct=None if k is None else float(fr.epochs_opt[k])))
-        if not quiet:
-            print(f"data frontier N = {N}: 10% above the fresh-data frontier at f = "
-                  f"{out['runs'][-1]['compute_10pct']}, K* = {out['runs'][-1]['epochs_10pct']} "
-                  f"[{time.time() - t:.0f} s]", file=sys.stderr, flush=True)
-    return out
-
-
-def plot_frontier(r, path):
-    import numpy as np
-
-    from .plotting import new_figure, save
-    fig, axes = new_figure(ncols=2, width=5.6)
-    fig.subplots_adjust(wspace=0.3)
-    C = np.asarray(r["computes"], float)
-    ax0, ax1 = axes[0, 0], axes[0, 1]
-    ax0.plot(C, np.asarray(r["runs"][0]["loss_opt_fresh"], float), "k-", lw=2, label="unlimited fresh data")
-    for run, col in zip(r["runs"], ("tab:blue", "tab:orange", "tab:green")):
-        ax0.plot(C, np.asarray(run["loss_opt"], float), "--", color=col, label=f"N = {run['N']} samples, repeated")
-        if run["compute_10pct"] is not None:
-            ax0.axvline(run["compute_10pct"], color=col, ls=":", lw=1)
-        ax1.plot(C, np.asarray(run["epochs_opt"], float), "-", color=col, label=f"epochs K* at the optimum, N = {run['N']}")
-        if run["compute_10pct"] is not None:
-            ax1.plot([run["compute_10pct"]], [run["epochs_10pct"]], "o", color=col, ms=6,
-                     label=f"10% above the fresh frontier: K* = {run['epochs_10pct']:.2g}")
-    ax0.set_xscale("log")
-    ax0.set_yscale("log")
-    ax0.set_xlabel("compute f = d x epochs x N (batch 1)")
-    ax0.set_ylabel("compute-optimal population loss (best d on the grid)")
-    ax0.set_title(rf"PLRF $\alpha$={r['alpha']}, $\beta$={r['beta']}, lr = {r['c']}/tr K, gradient-flow limit;"
-                  "\ndotted: the frontier is 10% above the fresh-data one", fontsize=8)
-    ax0.legend(fontsize=7)
-    ax0.grid(True, which="major", alpha=0.3)
-    ax1.axhline(1, color="0.5", lw=0.8)
-    ax1.set_xscale("log")
-    ax1.set_yscale("log")
-    ax1.set_xlabel("compute f")
-    ax1.set_ylabel("epochs K* = f / (d* N) at the optimum")
-    ax1.set_title("where repetition stops paying", fontsize=9)
-    ax1.legend(fontsize=6.5)
-    ax1.grid(True, which="major", alpha=0.3)
-    save(fig, path)
-
-
-if __name__ == "__main__":   # python -m experiments.data_cmd effective|frontier OUT.json OUT.png, gd-check OUT.png
-    import json
+if __name__ == "__main__":   # python -m experiments.data_cmd gd-check OUT.png
     if len(sys.argv) == 3 and sys.argv[1] == "gd-check":
         plot_gd_check(sys.argv[2])
         sys.exit(0)
-    if len(sys.argv) == 4 and sys.argv[1] == "frontier":
-        from plrf.store import to_jsonable, write_json
-        write_json(sys.argv[2], to_jsonable(frontier_scan()))
-        plot_frontier(json.load(open(sys.argv[2])), sys.argv[3])
-        sys.exit(0)
-    if len(sys.argv) != 4 or sys.argv[1] != "effective":
-        sys.exit("usage: python -m experiments.data_cmd effective OUT.json OUT.png | frontier OUT.json OUT.png "
-                 "| gd-check OUT.png")
-    from plrf.store import to_jsonable, write_json
-    res = effective_scan()
-    write_json(sys.argv[2], to_jsonable(res))
-    plot_effective(json.load(open(sys.argv[2])), sys.argv[3])
+    if len(sys.argv) > 1 and sys.argv[1] in ("effective", "frontier"):
+        sys.exit("E(K, N) and the data-constrained frontier are the command `plrf data-frontier` now "
+                 "(python -m experiments.cli data-frontier --help)")
+    sys.exit("usage: python -m experiments.data_cmd gd-check OUT.png")

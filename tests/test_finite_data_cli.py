@@ -58,3 +58,159 @@ def test_data_small_lr_sgd_follows_gd_theory(tmp_path):
     assert r["gd_z_max"] < 4.0
     assert r["E_sim"][-1] == pytest.approx(r["E_gd_theory"][-1], rel=0.05)
     assert r["E_sim"][-1] < 64
+
+
+# ---------------------------------------------------------------------------------------------------------
+# plrf data-frontier
+
+TINY = ["data-frontier", "--samples", "8,32,128", "--ds", "8,16", "--computes", "1e2,1e3,1e4", "--epochs-max", "16",
+        "--effective-d", "256", "--quiet"]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--samples", "0"], "argument --samples: each N must be an integer in [1"),
+    (["--samples", "8,x"], "argument --samples: expected a comma-separated list"),
+    (["--alpha", "0.1", "--beta", "0.1"], "--alpha/--beta inadmissible"),
+    (["--ds", "1:4"], "argument --ds"),
+    (["--ds", "8,1"], "argument --ds: each d must be an integer in [2"),
+    (["--computes", "0:1e4"], "argument --computes"),
+    (["--computes", "1e3,1e20"], "argument --computes: each compute f must be in [1"),
+    (["--c", "2"], "--c must be in (0, 1]"),
+    (["--epochs-max", "0"], "argument --epochs-max"),
+    (["--epochs-max", "100000000"], "--epochs-max must be in [1, 2^24"),
+    (["--effective-d", "100000"], "--effective-d must be in [2, 65536]"),
+    (["--tol", "0"], "argument --tol"),
+    (["--time-limit", "1e-6"], "--time-limit: estimated"),
+])
+def test_data_frontier_bad_input_exit_2(tmp_path, capsys, argv, needle):
+    with pytest.raises(SystemExit) as e:
+        run_cli(["data-frontier", "--out", tmp_path / "o", "--quiet"] + argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err, err
+    assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_saturation_fits_name_the_law_that_generated_the_data():
+    # the same two-parameter fits on planted saturation levels: a power law is recovered with its exponent and
+    # wins; an a log N + b law is recovered and wins; the error bar of the power fit covers the planted slope
+    from experiments.data_frontier_cmd import saturation_fits
+    N = np.array([16, 64, 256, 1024, 4096.0])
+    noise = np.exp(0.01 * np.array([1, -1, 0.5, -0.5, 0.2]))
+    s = saturation_fits(N, 1.7 * N ** 0.97 * noise, alpha=1.0, saturated=[True, True, True, False, False])
+    assert s["better"] == "power" and s["power"]["slope"] == pytest.approx(0.97, abs=0.01)
+    assert abs(s["power"]["slope"] - 0.97) <= 3 * s["power"]["err"]
+    assert s["power"]["rms_log_resid"] < 0.01 < s["log"]["rms_log_resid"]
+    assert s["power_saturated_only"]["n"] == 3 and s["law_2alpha_minus_1"] == 1.0
+    s = saturation_fits(N, (30 * np.log(N) + 5) * noise, alpha=1.0)
+    assert s["better"] == "log" and s["log"]["a"] == pytest.approx(30, rel=0.05)
+    assert s["log"]["b"] == pytest.approx(5, abs=3)
+
+
+def test_stop_point_first_compute_over_tolerance():
+    from experiments.data_frontier_cmd import stop_point
+    C = np.array([1e2, 1e3, 1e4, 1e5])
+    st = stop_point(C, [1.0, 1.05, 1.15, 2.0], np.array([0.5, 2, 8, 40.0]), np.array([8, 16, 32, 64]), 0.1)
+    assert st["reached"] and st["compute"] == 1e4 and st["epochs"] == 8 and st["d"] == 32
+    # ratio linear in log f between 1e3 (1.05) and 1e4 (1.15): 1.1 halfway, at f = 10^3.5
+    assert st["compute_cross"] == pytest.approx(10 ** 3.5, rel=1e-12) and st["epochs_last_below"] == 2
+    st = stop_point(C, [1.0, 1.01, 1.02, 1.05], np.array([0.5, 2, 8, 40.0]), np.array([8, 16, 32, 64]), 0.1)
+    assert not st["reached"] and st["ratio_max"] == 1.05
+
+
+def test_effective_cell_inverts_population_gradient_flow():
+    # one E(K, N) cell at d = 256: E(1, N) is one pass up to the proxy's error at c = 0.1; E <= K; and E N
+    # fresh samples of population gradient flow (written out here) reach the K-epoch loss, to 1e-6
+    from experiments.data_frontier_cmd import effective_cell
+    cfg = dict(alpha=1.0, beta=0.7, effective_d=256, epochs_max=64, c=0.1, per_decade=16)
+    cell = effective_cell(cfg, 32)
+    j = np.arange(1, 257.0)
+    lam, w = j ** -2.0, j ** -3.4
+    E, L, K = cell["E"], cell["loss"], cell["K"]
+    assert list(K) == [1, 2, 4, 8, 16, 32, 64]
+    assert 0.85 < E[0] <= 1.0 and np.all(E <= K) and np.all(np.diff(E) > 0)
+    for Ek, Lk in zip(E, L):
+        assert _gf(lam, w, 0.0, 0.1 * Ek * 32 / lam.sum()) == pytest.approx(Lk, rel=1e-6)
+
+
+def _gf(lam, w, P_star, t, n=None):
+    """Population gradient flow, written out independently: P* + sum_k w_k exp(-2 lam_k t)."""
+    return P_star + float(np.sum(np.asarray(w) * np.exp(-2 * np.asarray(lam) * t)))
+
+
+# the end-to-end runs take 5-10 s of CPU (two deterministic spectra at ~1.7 s each, the figures ~2 s per run): slow
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("df") / "o"
+    argv = TINY + ["--out", out]
+    assert run_cli(argv) == 0
+    return out, argv, load_results(out)
+
+
+@pytest.mark.slow
+def test_data_frontier_tiny_run_against_references(tiny_run):
+    from theory.deterministic import deterministic_spectrum
+    from theory.finite_data import exponents, gd_losses
+    out, _, r = tiny_run
+    assert r["status"] == "complete" and r["cells"] == 6
+    assert is_png(out / "data_frontier.png") and is_png(out / "effective_data.png")
+    assert r["exponents"] == pytest.approx(exponents(1.0, 0.7))
+    # E(K, N): K = 1 is worth one pass up to the gradient-flow proxy's error at c = 0.1 (0.9-1); never more than
+    # K fresh passes; and E N is the fresh-sample count at which population gradient flow (written out here) reaches
+    # the reported K-epoch loss: P* + sum w exp(-2 lam c E N / tr) = L_K to 1e-6
+    e = r["effective"]
+    j = np.arange(1, 257.0)
+    lam, w = j ** -2.0, j ** -3.4
+    for run in e["runs"]:
+        E, L = np.array(run["E"]), np.array(run["loss"])
+        assert 0.85 < E[0] <= 1.0, run["N"]
+        assert np.all(E <= np.array(e["K"]) * (1 + 1e-9)), run["N"]
+        for Ek, Lk in zip(E, L):
+            t = 0.1 * Ek * run["N"] / lam.sum()
+            assert _gf(lam, w, 0.0, t) == pytest.approx(Lk, rel=1e-6)
+    # E_max grows with N (larger datasets can be repeated more)
+    Em = [x["E_max"] for x in e["runs"]]
+    assert Em[0] < Em[1] < Em[2]
+    # the frontier: at f = 1e4 and N = 32 the reported best loss is the minimum over d = 8, 16 of direct
+    # evaluations: gd_losses on the two-level deterministic spectrum beyond one epoch (f > d N), the
+    # population gradient flow above within one epoch; the unlimited frontier the minimum of the latter
+    f, N = 1e4, 32
+    k = r["frontier"]["computes"].index(f)
+    run = next(x for x in r["frontier"]["runs"] if x["N"] == N)
+    direct, fresh = [], []
+    for d in (8, 16):
+        sp = deterministic_spectrum(1.0, 0.7, d, v=4 * d)
+        lm, ww, nn = np.asarray(sp.lam), np.asarray(sp.w), np.asarray(sp.n)
+        tau = 0.1 * f / (d * float(np.sum(nn * lm)))
+        fresh.append(_gf(lm, ww, float(sp.P_star), tau))
+        direct.append(float(gd_losses(lm, ww, float(sp.P_star), N, [tau], n=nn).pop[0]) if f > d * N else fresh[-1])
+    assert run["loss_opt"][k] == pytest.approx(min(direct), rel=1e-10)
+    assert run["d_opt"][k] == (8, 16)[int(np.argmin(direct))]
+    assert run["epochs_opt"][k] == pytest.approx(f / (run["d_opt"][k] * N))
+    assert r["frontier"]["loss_unlimited"][k] == pytest.approx(min(fresh), rel=1e-10)
+    assert all(x >= 1 - 1e-12 for x in run["ratio"])    # repeating never beats fresh data
+
+
+@pytest.mark.slow
+def test_data_frontier_resume_redraw_and_refusal(tiny_run, monkeypatch, capsys):
+    from experiments import data_frontier_cmd as dfc
+    out, argv, r = tiny_run
+
+    def boom(config, N):
+        raise AssertionError("recomputed a stored cell")
+    monkeypatch.setitem(dfc.COMPUTE, "effective", boom)
+    monkeypatch.setitem(dfc.COMPUTE, "frontier", boom)
+    assert run_cli(argv) == 0
+    r2 = load_results(out)
+    assert r2["sessions"] == 2
+    for key in ("effective", "frontier", "exponents"):
+        assert r2[key] == r[key]
+    (out / "effective_data.png").unlink()
+    assert run_cli(["plot", out, "--quiet"]) == 0 and is_png(out / "effective_data.png")
+    # another configuration is refused, naming the option; --overwrite would be needed
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        run_cli(argv + ["--c", "0.05"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "different configuration" in err and "(--c)" in err and "--overwrite" in err

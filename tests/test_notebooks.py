@@ -44,7 +44,7 @@ def test_notebook_in_sync_with_script(path):
 
 # Executing a notebook costs 45-75 s of CPU even at the small sizes (compile-bound; schedules_collapse ~3 min): the
 # default run checks that every pair is in sync above; execution runs with -m slow (CI's second stage).
-SLOW_NOTEBOOKS = {"schedules_collapse", "quickstart", "optimizers", "phase_diagram"}
+SLOW_NOTEBOOKS = {"schedules_collapse", "quickstart", "optimizers", "phase_diagram", "finite_data"}
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if p.stem in SLOW_NOTEBOOKS else p
