@@ -526,7 +526,8 @@ def plot_frontier(r, path):
     ax2.set_yscale("log")
     ax2.set_ylim(bottom=1e-4)
     ax2.set_ylabel("excess loss: N-sample / unlimited-data frontier - 1")
-    ax2.set_title("cost of repeating data", fontsize=8)
+    ax2.set_title("cost of repeating data (values below 1e-4, e.g. 0 while K* <= 1,\ndrawn on the bottom axis)",
+                  fontsize=8)
     for ax in (ax0, ax1, ax2):
         ax.set_xscale("log")
         ax.set_xlabel("compute f = d x B x steps = d x K x N (batch 1)")
