@@ -43,9 +43,17 @@ def add_arguments(p):
                    help="budgets per decade of D, 1..8 (default: %(default)s)")
     p.add_argument("--extend", type=opt.nonneg_float, default=1.0,
                    help="decades of D past D_MAX computed for the B_crit targets, 0..2 (default: %(default)s)")
-    p.add_argument("--optimizer", default="sgd", choices=("sgd", "momentum"),
-                   help="constant-lr sgd or heavy-ball momentum (optax meaning) (default: %(default)s)")
+    p.add_argument("--optimizer", default="sgd", choices=("sgd", "momentum", "nesterov", "dana-decaying"),
+                   help="constant-lr sgd, heavy-ball momentum or nesterov (optax meaning), or dana-decaying (the "
+                        "authors' batch-1 defaults g2 = 0.25/tr K, g3 = 0.125/tr K, delta = 8, kappa = 1/(2 alpha), "
+                        "the common scale of g2 and g3 tuned) (default: %(default)s)")
     p.add_argument("--momentum", type=opt.fraction, default=0.9, help="momentum mu in (0, 1] (default: %(default)s)")
+    p.add_argument("--tune-momentum", dest="tune_momentum", action="store_true",
+                   help="momentum/nesterov: tune mu jointly with the lr at each batch (lr tuned at every mu of "
+                        "--mu-grid, the best pair kept); --momentum is then ignored")
+    p.add_argument("--mu-grid", dest="mu_grid", type=opt.real, nargs="+", default=None,
+                   help="with --tune-momentum: the momenta scanned, each in [0, 1) "
+                        "(default: 0 0.5 0.8 0.9 0.95 0.99)")
     p.add_argument("--batch-factor", dest="batch_factor", type=opt.int_at_least(2), default=4,
                    help="batches are powers of this factor, 2..16 (default: %(default)s)")
     p.add_argument("--batch-max", dest="batch_max", type=opt.big_int, default=4096,
@@ -94,6 +102,15 @@ def validate(args):
         raise ValueError(f"--tol must be in (0, 1], got {args.tol}")
     if args.ratio <= 1:
         raise ValueError(f"--ratio must be > 1, got {args.ratio}")
+    if args.tune_momentum and args.optimizer not in ("momentum", "nesterov"):
+        raise ValueError(f"--tune-momentum applies to --optimizer momentum or nesterov, got --optimizer "
+                         f"{args.optimizer}")
+    if args.mu_grid is not None:
+        if not args.tune_momentum:
+            raise ValueError("--mu-grid needs --tune-momentum")
+        bad = [m for m in args.mu_grid if not 0 <= m < 1]
+        if bad or len(set(args.mu_grid)) < 2:
+            raise ValueError(f"--mu-grid: need >= 2 distinct momenta, each in [0, 1), got {args.mu_grid}")
     reported = budget_grid(lo, hi, args.per_decade)
     if len(reported) < 3:
         raise ValueError(f"--budgets/--per-decade give {len(reported)} reported budgets; need >= 3 to fit exponents")
@@ -112,11 +129,21 @@ def budget_grid(lo, hi, per_decade):
 def config_of(args, ds) -> dict:
     cfg = dict(command="hparam-laws", alpha=args.alpha, beta=args.beta, ds=ds, budgets=list(args.budgets),
                per_decade=args.per_decade, extend=args.extend, optimizer=args.optimizer,
-               momentum=(args.momentum if args.optimizer == "momentum" else None), batch_factor=args.batch_factor,
+               momentum=(args.momentum if args.optimizer in ("momentum", "nesterov") and not args.tune_momentum
+                         else None),
+               tune_momentum=bool(args.tune_momentum), mu_grid=mu_grid_of(args), batch_factor=args.batch_factor,
                batch_max=args.batch_max, tol=args.tol, wd_taus=(None if args.no_wd else list(args.wd_taus)),
                lr_frac_max=args.lr_frac_max, ratio=args.ratio)
     cfg.update(opt.label_noise_config(args))
     return cfg
+
+
+def mu_grid_of(args):
+    """The momenta scanned with --tune-momentum (None without it)."""
+    from theory.hparam_laws import MU_GRID
+    if not args.tune_momentum:
+        return None
+    return sorted(float(m) for m in set(args.mu_grid or MU_GRID))
 
 
 def run(args):
@@ -143,11 +170,13 @@ def _run(args, config, out, t0, ds):
     extra = budget_grid(hi, hi * 10 ** args.extend, args.per_decade)[1:] if args.extend > 0 else []
     Ds = reported + [D for D in extra if D > hi]
     family, mu = args.optimizer, args.momentum
+    mus = config["mu_grid"]
     n_cells = len(ds) * len(Ds)
     done = 0
     cells = {}
     for d in ds:
         spec = H.ladder_spectrum(args.alpha, args.beta, d, ratio=args.ratio, label_noise=args.label_noise)
+        dana = H.dana_base(spec, args.alpha) if family == "dana-decaying" else None
         cache = {}
         for D in Ds:
             coords = dict(d=int(d), D=int(D))
@@ -157,14 +186,15 @@ def _run(args, config, out, t0, ds):
                 how = "resumed"
             else:
                 c = H.cell(spec, D, family=family, mu=mu, b_max=args.batch_max, factor=args.batch_factor,
-                           frac_max=args.lr_frac_max, lr_max_cache=cache, s_max=(None if D <= hi else hi))
+                           frac_max=args.lr_frac_max, lr_max_cache=cache, s_max=(None if D <= hi else hi),
+                           mus=mus, dana=dana)
                 arrs = dict(c)
                 if D in reported and not args.no_wd:
                     ob = H.optimal_batch(c["batch"], c["loss"], args.tol)
                     k = ob.index
                     wd = H.tune_weight_decay(spec, family, int(c["batch"][k]), int(c["steps"][k]),
-                                             taus=args.wd_taus, mu=mu, frac_max=args.lr_frac_max,
-                                             lr_max=float(c["lr_max"][k]))
+                                             taus=args.wd_taus, mu=(float(c["mu"][k]) if mus else mu),
+                                             frac_max=args.lr_frac_max, lr_max=float(c["lr_max"][k]), dana=dana)
                     arrs.update(wd_lambdas=wd.lambdas, wd_taus=wd.taus, wd_loss=wd.loss, wd_lr=wd.lr,
                                 wd_star=np.array([wd.lam_star, wd.lr_star, wd.gain, wd.tau,
                                                   float(c["batch"][k]), float(c["steps"][k])]))
@@ -173,8 +203,10 @@ def _run(args, config, out, t0, ds):
             cells[(d, D)] = arrs
             done += 1
             L = np.asarray(arrs["loss"])
+            kb = int(np.nanargmin(L))
+            mu_note = f", mu* = {float(np.asarray(arrs['mu'])[kb]):g}" if "mu" in arrs else ""
             _say(args, f"[{done}/{n_cells}] d = {d}, D = {D:.3g}: best loss {np.nanmin(L):.4g} at B = "
-                       f"{int(np.asarray(arrs['batch'])[int(np.nanargmin(L))])} ({how}; {time.time() - t0:.0f} s)")
+                       f"{int(np.asarray(arrs['batch'])[kb])}{mu_note} ({how}; {time.time() - t0:.0f} s)")
     results = analyse(cells, ds, reported, Ds, args.tol, config)
     out.save(results, wall_time=time.time() - t0)
     plot(results, config, out.file("hparam_laws.png"))
@@ -209,17 +241,25 @@ def analyse(cells, ds, reported, Ds, tol, config) -> dict:
                 cb = H.critical_batch(Ds, allB, table, D)
                 bc, bce, cbs = cb.B_crit, cb.B_crit_err, dict(target=cb.target, batch=cb.batch,
                                                                samples=cb.samples, resid=cb.max_log_resid)
+                smin, emin = cb.S_min, cb.E_min
             except ValueError:
-                bc, bce, cbs = math.nan, math.nan, None
+                bc, bce, cbs, smin, emin = math.nan, math.nan, None, math.nan, math.nan
             lr1 = float(np.asarray(c["lr"])[0])
-            # heavy ball: the SGD formula at the effective lr eta/(1 - mu) (a heuristic, not derived for momentum)
-            lr_eff = lr1 / (1.0 - config["momentum"]) if config["optimizer"] == "momentum" else lr1
+            # heavy ball / Nesterov: the SGD formula at the effective lr eta/(1 - mu) (a heuristic, not derived
+            # for momentum); DANA: none (time-dependent coefficients)
+            fam = config["optimizer"]
+            mu1 = float(np.asarray(c["mu"])[0]) if "mu" in c else config.get("momentum")
+            lr_eff = (lr1 / (1.0 - mu1) if fam in ("momentum", "nesterov") else
+                      (math.nan if fam == "dana-decaying" else lr1))
             row = dict(D=D, lr_B1=lr1, B_crit_noise_pred=1.0 + 2.0 * trK / (lr_eff * trK2), B_star=ob.B_star,
                        B_star_at_edge=ob.at_edge, B_tol=ob.B_tol, loss=ob.loss,
                        lr_star=float(np.asarray(c["lr"])[ob.index]),
                        lr_frac=float(np.asarray(c["lr"])[ob.index] / np.asarray(c["lr_max"])[ob.index]),
-                       B_crit=bc, B_crit_err=bce, tradeoff=cbs,
+                       B_crit=bc, B_crit_err=bce, tradeoff=cbs, S_min=smin, E_min=emin,
                        batch=np.asarray(c["batch"]), batch_loss=np.asarray(c["loss"]), batch_lr=np.asarray(c["lr"]))
+            if "mu" in c:
+                row.update(batch_mu=np.asarray(c["mu"]), mu_star=float(np.asarray(c["mu"])[ob.index]),
+                           loss_by_mu=np.asarray(c["loss_by_mu"]))
             if "wd_star" in c:
                 lam_s, lr_s, gain, tau, Bw, Sw = (float(x) for x in np.asarray(c["wd_star"]))
                 row.update(lambda_star=lam_s, lr_at_lambda_star=lr_s, wd_gain=gain, tau=tau, wd_batch=Bw,
@@ -244,7 +284,8 @@ def analyse(cells, ds, reported, Ds, tol, config) -> dict:
     for pd in per_d:      # noise-balanced prediction: B_crit ~ B / eta*(B) (module theory.hparam_laws)
         for row in pd["rows"]:
             row["Bcrit_x_lr_B1"] = row["B_crit"] * row["lr_B1"]
-    for q in ("B_crit", "B_tol", "lr_star", "loss", "B_star", "lr_B1", "Bcrit_x_lr_B1", "B_crit_noise_pred"):
+    for q in ("B_crit", "B_tol", "lr_star", "loss", "B_star", "lr_B1", "Bcrit_x_lr_B1", "B_crit_noise_pred",
+              "S_min", "E_min"):
         fits[q] = {}
         for pd in per_d:
             D = [r["D"] for r in pd["rows"]]
