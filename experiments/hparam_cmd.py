@@ -399,3 +399,115 @@ def plot(r, config, path):
                  "tuned per (B, D) on the exact theory" + (rf", $\sigma^2$={s2:.3g}" if s2 else ""), fontsize=10)
     save(fig, path)
     return fig
+
+
+# ----------------------------------------------------------------------------------------------------------
+# several optimizer families side by side (one `plrf hparam-laws` OUT dir each, same problem and grids)
+
+def family_label(config) -> str:
+    fam = config["optimizer"]
+    if fam in ("momentum", "nesterov"):
+        return f"{fam} (mu tuned)" if config.get("tune_momentum") else f"{fam} (mu = {config.get('momentum')})"
+    return fam
+
+
+def compare_table(results) -> str:
+    """Per family and d: B_crit at each reported D, its exponent in D, S_min and E_min exponents, B* and mu*."""
+    lines = []
+    for r in results:
+        c = r["config"]
+        for pd in r["per_d"]:
+            d = str(pd["d"])
+            f = r["fits_D"]["B_crit"].get(d)
+            fs, fe = r["fits_D"].get("S_min", {}).get(d), r["fits_D"].get("E_min", {}).get(d)
+            bc = ", ".join(f"{row['B_crit']:.3g}" for row in pd["rows"])
+            smin = ", ".join(f"{row.get('S_min', math.nan):.3g}" for row in pd["rows"])
+            emin = ", ".join(f"{row.get('E_min', math.nan):.3g}" for row in pd["rows"])
+            bstar = ", ".join(f"{row['B_star']:.3g}" for row in pd["rows"])
+            loss = ", ".join(f"{row['loss']:.3g}" for row in pd["rows"])
+            mus = ", ".join(f"{row['mu_star']:g}" for row in pd["rows"]) if "mu_star" in pd["rows"][0] else "-"
+
+            def sl(x):
+                return f"{x['slope']:+.3f} ± {x['err']:.3f}" if x else "n/a"
+            lines.append(f"{family_label(c)} d={d}: B_crit [{bc}] ~ D^{sl(f)}; S_min [{smin}] ~ D^{sl(fs)}; "
+                         f"E_min [{emin}] ~ D^{sl(fe)}; B* [{bstar}]; loss [{loss}]; mu* at B* [{mus}]")
+    return "\n".join(lines)
+
+
+def plot_families(results, path):
+    """B_crit, E_min and S_min against D per family (fits drawn), mu*(B) of the tuned families and the tuned
+    loss against B at the largest reported D."""
+    import numpy as np
+
+    from .plotting import new_figure, save
+    fig, axes = new_figure(ncols=3, nrows=2, width=5.0, height=4.2, constrained_layout=True)
+    colors = {"sgd": "k", "momentum": "tab:blue", "nesterov": "tab:red", "dana-decaying": "tab:green"}
+    styles = ("o-", "s--", "^:", "v-.")
+    for r in results:
+        c = r["config"]
+        col = colors.get(c["optimizer"], "tab:gray")
+        lab = family_label(c)
+        for i, pd in enumerate(r["per_d"]):
+            d = str(pd["d"])
+            D = np.array([row["D"] for row in pd["rows"]], dtype=float)
+            mk = styles[i % 4][0]
+            for ax, q in ((axes[0, 0], "B_crit"), (axes[0, 1], "E_min"), (axes[0, 2], "S_min")):
+                y = np.array([row.get(q, np.nan) for row in pd["rows"]], dtype=float)
+                f = r["fits_D"].get(q, {}).get(d)
+                slope = rf", $D^{{{f['slope']:.2f}\pm{f['err']:.2f}}}$" if f else ""
+                ax.plot(D, y, mk, color=col, ms=5, mfc="none" if i else col, label=f"{lab}, d={d}{slope}")
+                if f:
+                    ax.plot(D, np.exp(f["intercept"]) * D ** f["slope"], styles[i % 4][1:], color=col, lw=1)
+            if "batch_mu" in pd["rows"][0]:
+                for k, row in enumerate(pd["rows"]):
+                    if k != len(pd["rows"]) - 1 and k != 0:
+                        continue
+                    axes[1, 0].plot(np.asarray(row["batch"], dtype=float), np.asarray(row["batch_mu"], dtype=float),
+                                    styles[i % 4] if k else styles[i % 4][0] + ":", color=col, ms=5,
+                                    mfc="none" if k == 0 else col, label=f"{lab}, d={d}, D={row['D']:.0e}")
+            for k, ax in ((0, axes[1, 1]), (-1, axes[1, 2])):
+                row = pd["rows"][k]
+                ax.plot(np.asarray(row["batch"], dtype=float), np.asarray(row["batch_loss"], dtype=float),
+                        styles[i % 4], color=col, ms=4, mfc="none" if i else col, label=f"{lab}, d={d}")
+    titles = ((axes[0, 0], r"critical batch $B_{crit}$ (McCandlish fit) vs data budget", r"$B_{crit}$", "D"),
+              (axes[0, 1], r"$E_{min}$: fewest samples to the best loss reachable with D", r"$E_{min}$", "D"),
+              (axes[0, 2], r"$S_{min}$: fewest steps to the best loss reachable with D", r"$S_{min}$", "D"),
+              (axes[1, 0], r"tuned momentum $\mu^*$ vs batch (open: smallest D, filled: largest D)", r"$\mu^*$",
+               "B"),
+              (axes[1, 1], "tuned final loss vs batch at the smallest reported D", "loss", "B"),
+              (axes[1, 2], "tuned final loss vs batch at the largest reported D", "loss", "B"))
+    for ax, title, yl, xl in titles:
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel(yl)
+        ax.set_xlabel("data budget D = B S (samples)" if xl == "D" else "batch size B")
+        ax.set_xscale("log")
+        if ax is not axes[1, 0]:
+            ax.set_yscale("log")
+        ax.grid(True, which="major", alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
+    axes[1, 0].set_ylim(-0.05, 1.18)
+    c0 = results[0]["config"]
+    fig.suptitle(rf"PLRF $\alpha$={c0['alpha']}, $\beta$={c0['beta']}: constant lr (DANA: common scale of g2, g3) "
+                 r"tuned per (B, D) on the exact theory; $\mu$ tuned on a grid where stated", fontsize=10)
+    save(fig, path)
+    return fig
+
+
+def compare(out_dirs, path):
+    """Read the results.json of several `plrf hparam-laws` runs, print :func:`compare_table`, draw
+    :func:`plot_families` into ``path``."""
+    from plrf.store import read_json
+    results = [read_json(os.path.join(o, "results.json")) for o in out_dirs]
+    keys = ("alpha", "beta", "ds", "budgets", "per_decade", "extend", "batch_factor", "batch_max")
+    for r in results[1:]:
+        diff = [k for k in keys if r["config"].get(k) != results[0]["config"].get(k)]
+        if diff:
+            raise ValueError(f"compare: the runs differ in {diff}; compare runs of one problem and grid")
+    print(compare_table(results))
+    plot_families(results, path)
+    return results
+
+
+if __name__ == "__main__":   # python -m experiments.hparam_cmd OUT1 OUT2 ... PNG
+    compare(sys.argv[1:-1], sys.argv[-1])
