@@ -411,6 +411,43 @@ def family_label(config) -> str:
     return fam
 
 
+def to_common_target(results):
+    """Cross-family efficiency at a common target: for each run, d and reported D0, the fewest samples E and
+    steps S (each minimised over B) with which the tuned envelope L*(B, D) reaches the loss SGD (the run with
+    ``optimizer == 'sgd'``) reaches at B = 1 with D0 samples; read off each run's reported table by
+    (log D, log L) interpolation (:func:`theory.hparam_laws.samples_to_target`; inf when not reached in the
+    reported range; NaN when some batch is already below it at the smallest D). Returns {label: {d: [(D0, E, S, B_E, B_S), ...]}}."""
+    import numpy as np
+
+    from theory import hparam_laws as H
+    ref = next((r for r in results if r["config"]["optimizer"] == "sgd"), None)
+    if ref is None:
+        return {}
+    out = {}
+    for r in results:
+        lab = family_label(r["config"])
+        out[lab] = {}
+        for pd, pref in zip(r["per_d"], ref["per_d"]):
+            D = np.array([row["D"] for row in pd["rows"]], dtype=float)
+            allB = sorted(set(int(b) for row in pd["rows"] for b in row["batch"]))
+            T = np.full((D.size, len(allB)), np.nan)
+            for i, row in enumerate(pd["rows"]):
+                for b, L in zip(row["batch"], row["batch_loss"]):
+                    T[i, allB.index(int(b))] = L
+            res = []
+            for row0 in pref["rows"]:
+                target = float(np.asarray(row0["batch_loss"], dtype=float)[0])
+                if np.nanmin(T[0]) < target:      # some batch is below the target already at the smallest D
+                    res.append((row0["D"], math.nan, math.nan, 0, 0))
+                    continue
+                E = np.array([H.samples_to_target(D, T[:, k], target) for k in range(len(allB))])
+                S = E / np.array(allB, dtype=float)
+                ke, ks = int(np.argmin(E)), int(np.argmin(S))
+                res.append((row0["D"], float(E[ke]), float(S[ks]), allB[ke], allB[ks]))
+            out[lab][str(pd["d"])] = res
+    return out
+
+
 def compare_table(results) -> str:
     """Per family and d: B_crit at each reported D, its exponent in D, S_min and E_min exponents, B* and mu*."""
     lines = []
@@ -429,8 +466,19 @@ def compare_table(results) -> str:
 
             def sl(x):
                 return f"{x['slope']:+.3f} ± {x['err']:.3f}" if x else "n/a"
-            lines.append(f"{family_label(c)} d={d}: B_crit [{bc}] ~ D^{sl(f)}; S_min [{smin}] ~ D^{sl(fs)}; "
-                         f"E_min [{emin}] ~ D^{sl(fe)}; B* [{bstar}]; loss [{loss}]; mu* at B* [{mus}]")
+            res = ", ".join(f"{row['tradeoff']['resid']:.2f}" if row.get("tradeoff") else "nan"
+                            for row in pd["rows"])
+            lines.append(f"{family_label(c)} d={d}: B_crit [{bc}] ~ D^{sl(f)} (fit max |log resid| [{res}]); "
+                         f"S_min [{smin}] ~ D^{sl(fs)}; E_min [{emin}] ~ D^{sl(fe)}; B* [{bstar}]; loss [{loss}]; "
+                         f"mu* at B* [{mus}]")
+    common = to_common_target(results)
+    if common:
+        lines.append("to SGD's B = 1 loss at D0 (min over B; E samples, S steps, at batch):")
+        for lab, per in common.items():
+            for d, rows in per.items():
+                lines.append(f"  {lab} d={d}: " + "; ".join(
+                    f"D0={D0:.0e}: E={E:.3g} (B={be}), S={S:.3g} (B={bs})" if math.isfinite(E) else
+                    f"D0={D0:.0e}: below at D_min" for D0, E, S, be, bs in rows))
     return "\n".join(lines)
 
 
@@ -443,6 +491,7 @@ def plot_families(results, path):
     fig, axes = new_figure(ncols=3, nrows=2, width=5.0, height=4.2, constrained_layout=True)
     colors = {"sgd": "k", "momentum": "tab:blue", "nesterov": "tab:red", "dana-decaying": "tab:green"}
     styles = ("o-", "s--", "^:", "v-.")
+    common = to_common_target(results)
     for r in results:
         c = r["config"]
         col = colors.get(c["optimizer"], "tab:gray")
@@ -451,13 +500,21 @@ def plot_families(results, path):
             d = str(pd["d"])
             D = np.array([row["D"] for row in pd["rows"]], dtype=float)
             mk = styles[i % 4][0]
-            for ax, q in ((axes[0, 0], "B_crit"), (axes[0, 1], "E_min"), (axes[0, 2], "S_min")):
+            for ax, q in ((axes[0, 0], "B_crit"),):
                 y = np.array([row.get(q, np.nan) for row in pd["rows"]], dtype=float)
                 f = r["fits_D"].get(q, {}).get(d)
                 slope = rf", $D^{{{f['slope']:.2f}\pm{f['err']:.2f}}}$" if f else ""
                 ax.plot(D, y, mk, color=col, ms=5, mfc="none" if i else col, label=f"{lab}, d={d}{slope}")
                 if f:
                     ax.plot(D, np.exp(f["intercept"]) * D ** f["slope"], styles[i % 4][1:], color=col, lw=1)
+            rows = common.get(lab, {}).get(d, [])
+            # steps at the largest D0: the large batches would need budgets past the reported ones (the min over
+            # B is then grid-limited): left out of the steps panel
+            for ax, j, keep in ((axes[0, 1], 1, rows), (axes[0, 2], 2, rows[:-1])):
+                keep = [x for x in keep if math.isfinite(x[j])]
+                if keep:
+                    ax.plot([x[0] for x in keep], [x[j] for x in keep], styles[i % 4], color=col, ms=5,
+                            mfc="none" if i else col, label=f"{lab}, d={d}")
             if "batch_mu" in pd["rows"][0]:
                 for k, row in enumerate(pd["rows"]):
                     if k != len(pd["rows"]) - 1 and k != 0:
@@ -470,8 +527,8 @@ def plot_families(results, path):
                 ax.plot(np.asarray(row["batch"], dtype=float), np.asarray(row["batch_loss"], dtype=float),
                         styles[i % 4], color=col, ms=4, mfc="none" if i else col, label=f"{lab}, d={d}")
     titles = ((axes[0, 0], r"critical batch $B_{crit}$ (McCandlish fit) vs data budget", r"$B_{crit}$", "D"),
-              (axes[0, 1], r"$E_{min}$: fewest samples to the best loss reachable with D", r"$E_{min}$", "D"),
-              (axes[0, 2], r"$S_{min}$: fewest steps to the best loss reachable with D", r"$S_{min}$", "D"),
+              (axes[0, 1], "fewest samples (min over B) to SGD's loss at (B = 1, D0)", "samples E", "D0"),
+              (axes[0, 2], "fewest steps (min over B) to SGD's loss at (B = 1, D0)", "steps S", "D0"),
               (axes[1, 0], r"tuned momentum $\mu^*$ vs batch (open: smallest D, filled: largest D)", r"$\mu^*$",
                "B"),
               (axes[1, 1], "tuned final loss vs batch at the smallest reported D", "loss", "B"),
@@ -479,7 +536,8 @@ def plot_families(results, path):
     for ax, title, yl, xl in titles:
         ax.set_title(title, fontsize=9)
         ax.set_ylabel(yl)
-        ax.set_xlabel("data budget D = B S (samples)" if xl == "D" else "batch size B")
+        ax.set_xlabel({"D": "data budget D = B S (samples)", "D0": "SGD's data budget D0 at B = 1 (samples)",
+                       "B": "batch size B"}[xl])
         ax.set_xscale("log")
         if ax is not axes[1, 0]:
             ax.set_yscale("log")
