@@ -395,7 +395,7 @@ def plot(r, config, path):
         else:
             ax.text(0.5, 0.5, "not scanned (--no-wd)", transform=ax.transAxes, ha="center", va="center")
     s2 = config.get("label_noise", 0.0)
-    fig.suptitle(rf"PLRF $\alpha$={config['alpha']}, $\beta$={config['beta']}, {config['optimizer']}, constant lr "
+    fig.suptitle(rf"PLRF $\alpha$={config['alpha']}, $\beta$={config['beta']}, {family_label(config)}, constant lr "
                  "tuned per (B, D) on the exact theory" + (rf", $\sigma^2$={s2:.3g}" if s2 else ""), fontsize=10)
     save(fig, path)
     return fig
