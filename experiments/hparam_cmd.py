@@ -43,9 +43,17 @@ def add_arguments(p):
                    help="budgets per decade of D, 1..8 (default: %(default)s)")
     p.add_argument("--extend", type=opt.nonneg_float, default=1.0,
                    help="decades of D past D_MAX computed for the B_crit targets, 0..2 (default: %(default)s)")
-    p.add_argument("--optimizer", default="sgd", choices=("sgd", "momentum"),
-                   help="constant-lr sgd or heavy-ball momentum (optax meaning) (default: %(default)s)")
+    p.add_argument("--optimizer", default="sgd", choices=("sgd", "momentum", "nesterov", "dana-decaying"),
+                   help="constant-lr sgd, heavy-ball momentum or nesterov (optax meaning), or dana-decaying (the "
+                        "authors' batch-1 defaults g2 = 0.25/tr K, g3 = 0.125/tr K, delta = 8, kappa = 1/(2 alpha), "
+                        "the common scale of g2 and g3 tuned) (default: %(default)s)")
     p.add_argument("--momentum", type=opt.fraction, default=0.9, help="momentum mu in (0, 1] (default: %(default)s)")
+    p.add_argument("--tune-momentum", dest="tune_momentum", action="store_true",
+                   help="momentum/nesterov: tune mu jointly with the lr at each batch (lr tuned at every mu of "
+                        "--mu-grid, the best pair kept); --momentum is then ignored")
+    p.add_argument("--mu-grid", dest="mu_grid", type=opt.real, nargs="+", default=None,
+                   help="with --tune-momentum: the momenta scanned, each in [0, 1) "
+                        "(default: 0 0.5 0.8 0.9 0.95 0.99)")
     p.add_argument("--batch-factor", dest="batch_factor", type=opt.int_at_least(2), default=4,
                    help="batches are powers of this factor, 2..16 (default: %(default)s)")
     p.add_argument("--batch-max", dest="batch_max", type=opt.big_int, default=4096,
@@ -94,6 +102,15 @@ def validate(args):
         raise ValueError(f"--tol must be in (0, 1], got {args.tol}")
     if args.ratio <= 1:
         raise ValueError(f"--ratio must be > 1, got {args.ratio}")
+    if args.tune_momentum and args.optimizer not in ("momentum", "nesterov"):
+        raise ValueError(f"--tune-momentum applies to --optimizer momentum or nesterov, got --optimizer "
+                         f"{args.optimizer}")
+    if args.mu_grid is not None:
+        if not args.tune_momentum:
+            raise ValueError("--mu-grid needs --tune-momentum")
+        bad = [m for m in args.mu_grid if not 0 <= m < 1]
+        if bad or len(set(args.mu_grid)) < 2:
+            raise ValueError(f"--mu-grid: need >= 2 distinct momenta, each in [0, 1), got {args.mu_grid}")
     reported = budget_grid(lo, hi, args.per_decade)
     if len(reported) < 3:
         raise ValueError(f"--budgets/--per-decade give {len(reported)} reported budgets; need >= 3 to fit exponents")
@@ -112,11 +129,21 @@ def budget_grid(lo, hi, per_decade):
 def config_of(args, ds) -> dict:
     cfg = dict(command="hparam-laws", alpha=args.alpha, beta=args.beta, ds=ds, budgets=list(args.budgets),
                per_decade=args.per_decade, extend=args.extend, optimizer=args.optimizer,
-               momentum=(args.momentum if args.optimizer == "momentum" else None), batch_factor=args.batch_factor,
+               momentum=(args.momentum if args.optimizer in ("momentum", "nesterov") and not args.tune_momentum
+                         else None),
+               tune_momentum=bool(args.tune_momentum), mu_grid=mu_grid_of(args), batch_factor=args.batch_factor,
                batch_max=args.batch_max, tol=args.tol, wd_taus=(None if args.no_wd else list(args.wd_taus)),
                lr_frac_max=args.lr_frac_max, ratio=args.ratio)
     cfg.update(opt.label_noise_config(args))
     return cfg
+
+
+def mu_grid_of(args):
+    """The momenta scanned with --tune-momentum (None without it)."""
+    from theory.hparam_laws import MU_GRID
+    if not args.tune_momentum:
+        return None
+    return sorted(float(m) for m in set(args.mu_grid or MU_GRID))
 
 
 def run(args):
@@ -143,11 +170,13 @@ def _run(args, config, out, t0, ds):
     extra = budget_grid(hi, hi * 10 ** args.extend, args.per_decade)[1:] if args.extend > 0 else []
     Ds = reported + [D for D in extra if D > hi]
     family, mu = args.optimizer, args.momentum
+    mus = config["mu_grid"]
     n_cells = len(ds) * len(Ds)
     done = 0
     cells = {}
     for d in ds:
         spec = H.ladder_spectrum(args.alpha, args.beta, d, ratio=args.ratio, label_noise=args.label_noise)
+        dana = H.dana_base(spec, args.alpha) if family == "dana-decaying" else None
         cache = {}
         for D in Ds:
             coords = dict(d=int(d), D=int(D))
@@ -157,14 +186,15 @@ def _run(args, config, out, t0, ds):
                 how = "resumed"
             else:
                 c = H.cell(spec, D, family=family, mu=mu, b_max=args.batch_max, factor=args.batch_factor,
-                           frac_max=args.lr_frac_max, lr_max_cache=cache, s_max=(None if D <= hi else hi))
+                           frac_max=args.lr_frac_max, lr_max_cache=cache, s_max=(None if D <= hi else hi),
+                           mus=mus, dana=dana)
                 arrs = dict(c)
                 if D in reported and not args.no_wd:
                     ob = H.optimal_batch(c["batch"], c["loss"], args.tol)
                     k = ob.index
                     wd = H.tune_weight_decay(spec, family, int(c["batch"][k]), int(c["steps"][k]),
-                                             taus=args.wd_taus, mu=mu, frac_max=args.lr_frac_max,
-                                             lr_max=float(c["lr_max"][k]))
+                                             taus=args.wd_taus, mu=(float(c["mu"][k]) if mus else mu),
+                                             frac_max=args.lr_frac_max, lr_max=float(c["lr_max"][k]), dana=dana)
                     arrs.update(wd_lambdas=wd.lambdas, wd_taus=wd.taus, wd_loss=wd.loss, wd_lr=wd.lr,
                                 wd_star=np.array([wd.lam_star, wd.lr_star, wd.gain, wd.tau,
                                                   float(c["batch"][k]), float(c["steps"][k])]))
@@ -173,8 +203,10 @@ def _run(args, config, out, t0, ds):
             cells[(d, D)] = arrs
             done += 1
             L = np.asarray(arrs["loss"])
+            kb = int(np.nanargmin(L))
+            mu_note = f", mu* = {float(np.asarray(arrs['mu'])[kb]):g}" if "mu" in arrs else ""
             _say(args, f"[{done}/{n_cells}] d = {d}, D = {D:.3g}: best loss {np.nanmin(L):.4g} at B = "
-                       f"{int(np.asarray(arrs['batch'])[int(np.nanargmin(L))])} ({how}; {time.time() - t0:.0f} s)")
+                       f"{int(np.asarray(arrs['batch'])[kb])}{mu_note} ({how}; {time.time() - t0:.0f} s)")
     results = analyse(cells, ds, reported, Ds, args.tol, config)
     out.save(results, wall_time=time.time() - t0)
     plot(results, config, out.file("hparam_laws.png"))
@@ -209,17 +241,25 @@ def analyse(cells, ds, reported, Ds, tol, config) -> dict:
                 cb = H.critical_batch(Ds, allB, table, D)
                 bc, bce, cbs = cb.B_crit, cb.B_crit_err, dict(target=cb.target, batch=cb.batch,
                                                                samples=cb.samples, resid=cb.max_log_resid)
+                smin, emin = cb.S_min, cb.E_min
             except ValueError:
-                bc, bce, cbs = math.nan, math.nan, None
+                bc, bce, cbs, smin, emin = math.nan, math.nan, None, math.nan, math.nan
             lr1 = float(np.asarray(c["lr"])[0])
-            # heavy ball: the SGD formula at the effective lr eta/(1 - mu) (a heuristic, not derived for momentum)
-            lr_eff = lr1 / (1.0 - config["momentum"]) if config["optimizer"] == "momentum" else lr1
+            # heavy ball / Nesterov: the SGD formula at the effective lr eta/(1 - mu) (a heuristic, not derived
+            # for momentum); DANA: none (time-dependent coefficients)
+            fam = config["optimizer"]
+            mu1 = float(np.asarray(c["mu"])[0]) if "mu" in c else config.get("momentum")
+            lr_eff = (lr1 / (1.0 - mu1) if fam in ("momentum", "nesterov") else
+                      (math.nan if fam == "dana-decaying" else lr1))
             row = dict(D=D, lr_B1=lr1, B_crit_noise_pred=1.0 + 2.0 * trK / (lr_eff * trK2), B_star=ob.B_star,
                        B_star_at_edge=ob.at_edge, B_tol=ob.B_tol, loss=ob.loss,
                        lr_star=float(np.asarray(c["lr"])[ob.index]),
                        lr_frac=float(np.asarray(c["lr"])[ob.index] / np.asarray(c["lr_max"])[ob.index]),
-                       B_crit=bc, B_crit_err=bce, tradeoff=cbs,
+                       B_crit=bc, B_crit_err=bce, tradeoff=cbs, S_min=smin, E_min=emin,
                        batch=np.asarray(c["batch"]), batch_loss=np.asarray(c["loss"]), batch_lr=np.asarray(c["lr"]))
+            if "mu" in c:
+                row.update(batch_mu=np.asarray(c["mu"]), mu_star=float(np.asarray(c["mu"])[ob.index]),
+                           loss_by_mu=np.asarray(c["loss_by_mu"]))
             if "wd_star" in c:
                 lam_s, lr_s, gain, tau, Bw, Sw = (float(x) for x in np.asarray(c["wd_star"]))
                 row.update(lambda_star=lam_s, lr_at_lambda_star=lr_s, wd_gain=gain, tau=tau, wd_batch=Bw,
@@ -244,7 +284,8 @@ def analyse(cells, ds, reported, Ds, tol, config) -> dict:
     for pd in per_d:      # noise-balanced prediction: B_crit ~ B / eta*(B) (module theory.hparam_laws)
         for row in pd["rows"]:
             row["Bcrit_x_lr_B1"] = row["B_crit"] * row["lr_B1"]
-    for q in ("B_crit", "B_tol", "lr_star", "loss", "B_star", "lr_B1", "Bcrit_x_lr_B1", "B_crit_noise_pred"):
+    for q in ("B_crit", "B_tol", "lr_star", "loss", "B_star", "lr_B1", "Bcrit_x_lr_B1", "B_crit_noise_pred",
+              "S_min", "E_min"):
         fits[q] = {}
         for pd in per_d:
             D = [r["D"] for r in pd["rows"]]
@@ -354,7 +395,177 @@ def plot(r, config, path):
         else:
             ax.text(0.5, 0.5, "not scanned (--no-wd)", transform=ax.transAxes, ha="center", va="center")
     s2 = config.get("label_noise", 0.0)
-    fig.suptitle(rf"PLRF $\alpha$={config['alpha']}, $\beta$={config['beta']}, {config['optimizer']}, constant lr "
+    fig.suptitle(rf"PLRF $\alpha$={config['alpha']}, $\beta$={config['beta']}, {family_label(config)}, constant lr "
                  "tuned per (B, D) on the exact theory" + (rf", $\sigma^2$={s2:.3g}" if s2 else ""), fontsize=10)
     save(fig, path)
     return fig
+
+
+# ----------------------------------------------------------------------------------------------------------
+# several optimizer families side by side (one `plrf hparam-laws` OUT dir each, same problem and grids)
+
+def family_label(config) -> str:
+    fam = config["optimizer"]
+    if fam in ("momentum", "nesterov"):
+        return f"{fam} (mu tuned)" if config.get("tune_momentum") else f"{fam} (mu = {config.get('momentum')})"
+    return fam
+
+
+def to_common_target(results):
+    """Cross-family efficiency at a common target: for each run, d and reported D0, the fewest samples E and
+    steps S (each minimised over B) with which the tuned envelope L*(B, D) reaches the loss SGD (the run with
+    ``optimizer == 'sgd'``) reaches at B = 1 with D0 samples; read off each run's reported table by
+    (log D, log L) interpolation (:func:`theory.hparam_laws.samples_to_target`; inf when not reached in the
+    reported range; NaN when some batch is already below it at the smallest D). Returns {label: {d: [(D0, E, S, B_E, B_S), ...]}}."""
+    import numpy as np
+
+    from theory import hparam_laws as H
+    ref = next((r for r in results if r["config"]["optimizer"] == "sgd"), None)
+    if ref is None:
+        return {}
+    out = {}
+    for r in results:
+        lab = family_label(r["config"])
+        out[lab] = {}
+        for pd, pref in zip(r["per_d"], ref["per_d"]):
+            D = np.array([row["D"] for row in pd["rows"]], dtype=float)
+            allB = sorted(set(int(b) for row in pd["rows"] for b in row["batch"]))
+            T = np.full((D.size, len(allB)), np.nan)
+            for i, row in enumerate(pd["rows"]):
+                for b, L in zip(row["batch"], row["batch_loss"]):
+                    T[i, allB.index(int(b))] = L
+            res = []
+            for row0 in pref["rows"]:
+                target = float(np.asarray(row0["batch_loss"], dtype=float)[0])
+                if np.nanmin(T[0]) < target:      # some batch is below the target already at the smallest D
+                    res.append((row0["D"], math.nan, math.nan, 0, 0))
+                    continue
+                E = np.array([H.samples_to_target(D, T[:, k], target) for k in range(len(allB))])
+                S = E / np.array(allB, dtype=float)
+                ke, ks = int(np.argmin(E)), int(np.argmin(S))
+                res.append((row0["D"], float(E[ke]), float(S[ks]), allB[ke], allB[ks]))
+            out[lab][str(pd["d"])] = res
+    return out
+
+
+def compare_table(results) -> str:
+    """Per family and d: B_crit at each reported D, its exponent in D, S_min and E_min exponents, B* and mu*."""
+    lines = []
+    for r in results:
+        c = r["config"]
+        for pd in r["per_d"]:
+            d = str(pd["d"])
+            f = r["fits_D"]["B_crit"].get(d)
+            fs, fe = r["fits_D"].get("S_min", {}).get(d), r["fits_D"].get("E_min", {}).get(d)
+            bc = ", ".join(f"{row['B_crit']:.3g}" for row in pd["rows"])
+            smin = ", ".join(f"{row.get('S_min', math.nan):.3g}" for row in pd["rows"])
+            emin = ", ".join(f"{row.get('E_min', math.nan):.3g}" for row in pd["rows"])
+            bstar = ", ".join(f"{row['B_star']:.3g}" for row in pd["rows"])
+            loss = ", ".join(f"{row['loss']:.3g}" for row in pd["rows"])
+            mus = ", ".join(f"{row['mu_star']:g}" for row in pd["rows"]) if "mu_star" in pd["rows"][0] else "-"
+
+            def sl(x):
+                return f"{x['slope']:+.3f} ± {x['err']:.3f}" if x else "n/a"
+            res = ", ".join(f"{row['tradeoff']['resid']:.2f}" if row.get("tradeoff") else "nan"
+                            for row in pd["rows"])
+            lines.append(f"{family_label(c)} d={d}: B_crit [{bc}] ~ D^{sl(f)} (fit max |log resid| [{res}]); "
+                         f"S_min [{smin}] ~ D^{sl(fs)}; E_min [{emin}] ~ D^{sl(fe)}; B* [{bstar}]; loss [{loss}]; "
+                         f"mu* at B* [{mus}]")
+    common = to_common_target(results)
+    if common:
+        lines.append("to SGD's B = 1 loss at D0 (min over B; E samples, S steps, at batch):")
+        for lab, per in common.items():
+            for d, rows in per.items():
+                lines.append(f"  {lab} d={d}: " + "; ".join(
+                    f"D0={D0:.0e}: E={E:.3g} (B={be}), S={S:.3g} (B={bs})" if math.isfinite(E) else
+                    f"D0={D0:.0e}: below at D_min" for D0, E, S, be, bs in rows))
+    return "\n".join(lines)
+
+
+def plot_families(results, path):
+    """B_crit, E_min and S_min against D per family (fits drawn), mu*(B) of the tuned families and the tuned
+    loss against B at the largest reported D."""
+    import numpy as np
+
+    from .plotting import new_figure, save
+    fig, axes = new_figure(ncols=3, nrows=2, width=5.0, height=4.2, constrained_layout=True)
+    colors = {"sgd": "k", "momentum": "tab:blue", "nesterov": "tab:red", "dana-decaying": "tab:green"}
+    styles = ("o-", "s--", "^:", "v-.")
+    common = to_common_target(results)
+    for r in results:
+        c = r["config"]
+        col = colors.get(c["optimizer"], "tab:gray")
+        lab = family_label(c)
+        for i, pd in enumerate(r["per_d"]):
+            d = str(pd["d"])
+            D = np.array([row["D"] for row in pd["rows"]], dtype=float)
+            mk = styles[i % 4][0]
+            for ax, q in ((axes[0, 0], "B_crit"),):
+                y = np.array([row.get(q, np.nan) for row in pd["rows"]], dtype=float)
+                f = r["fits_D"].get(q, {}).get(d)
+                slope = rf", $D^{{{f['slope']:.2f}\pm{f['err']:.2f}}}$" if f else ""
+                ax.plot(D, y, mk, color=col, ms=5, mfc="none" if i else col, label=f"{lab}, d={d}{slope}")
+                if f:
+                    ax.plot(D, np.exp(f["intercept"]) * D ** f["slope"], styles[i % 4][1:], color=col, lw=1)
+            rows = common.get(lab, {}).get(d, [])
+            # steps at the largest D0: the large batches would need budgets past the reported ones (the min over
+            # B is then grid-limited): left out of the steps panel
+            for ax, j, keep in ((axes[0, 1], 1, rows), (axes[0, 2], 2, rows[:-1])):
+                keep = [x for x in keep if math.isfinite(x[j])]
+                if keep:
+                    ax.plot([x[0] for x in keep], [x[j] for x in keep], styles[i % 4], color=col, ms=5,
+                            mfc="none" if i else col, label=f"{lab}, d={d}")
+            if "batch_mu" in pd["rows"][0]:
+                for k, row in enumerate(pd["rows"]):
+                    if k != len(pd["rows"]) - 1 and k != 0:
+                        continue
+                    axes[1, 0].plot(np.asarray(row["batch"], dtype=float), np.asarray(row["batch_mu"], dtype=float),
+                                    styles[i % 4] if k else styles[i % 4][0] + ":", color=col, ms=5,
+                                    mfc="none" if k == 0 else col, label=f"{lab}, d={d}, D={row['D']:.0e}")
+            for k, ax in ((0, axes[1, 1]), (-1, axes[1, 2])):
+                row = pd["rows"][k]
+                ax.plot(np.asarray(row["batch"], dtype=float), np.asarray(row["batch_loss"], dtype=float),
+                        styles[i % 4], color=col, ms=4, mfc="none" if i else col, label=f"{lab}, d={d}")
+    titles = ((axes[0, 0], r"critical batch $B_{crit}$ (McCandlish fit) vs data budget", r"$B_{crit}$", "D"),
+              (axes[0, 1], "fewest samples (min over B) to SGD's loss at (B = 1, D0)", "samples E", "D0"),
+              (axes[0, 2], "fewest steps (min over B) to SGD's loss at (B = 1, D0)", "steps S", "D0"),
+              (axes[1, 0], r"tuned momentum $\mu^*$ vs batch (open: smallest D, filled: largest D)", r"$\mu^*$",
+               "B"),
+              (axes[1, 1], "tuned final loss vs batch at the smallest reported D", "loss", "B"),
+              (axes[1, 2], "tuned final loss vs batch at the largest reported D", "loss", "B"))
+    for ax, title, yl, xl in titles:
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel(yl)
+        ax.set_xlabel({"D": "data budget D = B S (samples)", "D0": "SGD's data budget D0 at B = 1 (samples)",
+                       "B": "batch size B"}[xl])
+        ax.set_xscale("log")
+        if ax is not axes[1, 0]:
+            ax.set_yscale("log")
+        ax.grid(True, which="major", alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
+    axes[1, 0].set_ylim(-0.05, 1.18)
+    c0 = results[0]["config"]
+    fig.suptitle(rf"PLRF $\alpha$={c0['alpha']}, $\beta$={c0['beta']}: constant lr (DANA: common scale of g2, g3) "
+                 r"tuned per (B, D) on the exact theory; $\mu$ tuned on a grid where stated", fontsize=10)
+    save(fig, path)
+    return fig
+
+
+def compare(out_dirs, path):
+    """Read the results.json of several `plrf hparam-laws` runs, print :func:`compare_table`, draw
+    :func:`plot_families` into ``path``."""
+    from plrf.store import read_json
+    results = [read_json(os.path.join(o, "results.json")) for o in out_dirs]
+    keys = ("alpha", "beta", "ds", "budgets", "per_decade", "extend", "batch_factor", "batch_max")
+    for r in results[1:]:
+        diff = [k for k in keys if r["config"].get(k) != results[0]["config"].get(k)]
+        if diff:
+            raise ValueError(f"compare: the runs differ in {diff}; compare runs of one problem and grid")
+    print(compare_table(results))
+    plot_families(results, path)
+    return results
+
+
+if __name__ == "__main__":   # python -m experiments.hparam_cmd OUT1 OUT2 ... PNG
+    compare(sys.argv[1:-1], sys.argv[-1])

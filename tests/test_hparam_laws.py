@@ -119,6 +119,12 @@ def test_weight_decay_does_not_help_constant_lr_sgd():
     (["--extend", "3"], "--extend must be in [0, 2]"),
     (["--alpha", "0.2", "--beta", "0.1"], "2(alpha + beta) > 1"),
     (["--budgets", "100", "200", "--per-decade", "1"], "need >= 3 to fit exponents"),
+    (["--tune-momentum"], "--tune-momentum applies to --optimizer momentum or nesterov"),
+    (["--optimizer", "dana-decaying", "--tune-momentum"], "--tune-momentum applies to --optimizer momentum"),
+    (["--optimizer", "nesterov", "--mu-grid", "0", "0.9"], "--mu-grid needs --tune-momentum"),
+    (["--optimizer", "momentum", "--tune-momentum", "--mu-grid", "0", "1.0"], "--mu-grid: need >= 2 distinct"),
+    (["--optimizer", "nesterov", "--tune-momentum", "--mu-grid", "0.5"], "--mu-grid: need >= 2 distinct"),
+    (["--optimizer", "adam"], "--optimizer: invalid choice"),
 ])
 def test_cli_bad_input_exit_2(tmp_path, capsys, argv, needle):
     out = tmp_path / "o"
@@ -153,3 +159,99 @@ def test_cli_resume_and_refuse_other_config(tmp_path, capsys, monkeypatch):
         run_cli([*argv[:-2], "--tol", "0.2", "--out", out])
     assert e.value.code == 2
     assert "--out" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------------------
+# momentum families (item 1-2 of the momentum brief): independent numpy recursions from the optax definitions
+
+def _numpy_momentum_losses(spec, lrs, mu, B, S, nesterov=False):
+    """Exact expected loss of heavy ball / Nesterov in numpy, vectorised over ``lrs``, written from the optax
+    updates (our gradient g = K(theta - theta*) + xi per mode, no factor 2):
+    heavy ball ``y' = mu y + g, theta' = theta - lr y'``; Nesterov ``y' = mu y + g, theta' = theta - lr (g + mu y')``.
+    Per mode, with x = theta - theta* and a = lam x + xi: ``(x, y)' = T (x, y) + u xi`` with
+    heavy ball ``T = [[1 - lr lam, -lr mu], [lam, mu]], u = (-lr, 1)``; Nesterov
+    ``T = [[1 - lr (1+mu) lam, -lr mu^2], [lam, mu]], u = (-lr (1+mu), 1)``; E xi^2 = (lam P + lam^2 E x^2)/B
+    (Gaussian features). The second moments M = E[s s^T] weighted by lam and summed per bin:
+    ``M' = T M T^T + u u^T (n lam^2 P + lam^2 Mxx) / B``, ``P = P* + sum Mxx``, ``Mxx(0) = w``."""
+    lam, n, w = (np.asarray(x, dtype=np.float64)[None, :] for x in (spec.lam, spec.n, spec.w))
+    lr = np.asarray(lrs, dtype=np.float64)[:, None]
+    c = lr * (1 + mu) if nesterov else lr
+    T11, T12, T21, T22 = 1 - c * lam, -lr * mu ** 2 if nesterov else -lr * mu, lam, mu
+    u1, u2 = -c, 1.0
+    xx = np.broadcast_to(w, (lr.shape[0], w.shape[1])).copy()
+    xy = np.zeros_like(xx)
+    yy = np.zeros_like(xx)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for _ in range(S):
+            P = spec.P_star + xx.sum(axis=1, keepdims=True)
+            V = (n * lam ** 2 * P + lam ** 2 * xx) / B
+            xx, xy, yy = (T11 * T11 * xx + 2 * T11 * T12 * xy + T12 * T12 * yy + u1 * u1 * V,
+                          T11 * T21 * xx + (T11 * T22 + T12 * T21) * xy + T12 * T22 * yy + u1 * u2 * V,
+                          T21 * T21 * xx + 2 * T21 * T22 * xy + T22 * T22 * yy + u2 * u2 * V)
+        P = spec.P_star + xx.sum(axis=1)
+    return np.where(np.isfinite(P) & (P < 1e6), P, np.inf)
+
+
+def test_nesterov_final_loss_against_numpy_recursion():
+    """The Nesterov family (plrf.optimizers.nesterov through theory.hparam_laws.final_loss) against the numpy
+    recursion from the optax definition at one (lr, mu, B): same numbers to 1e-10 (one compiled program; heavy
+    ball's equality is checked in the slow test below)."""
+    spec = H.ladder_spectrum(1.0, 0.7, 24)
+    mu, B, S = 0.7, 3, 40
+    lr = 0.6 * 2 * B / ((B + 1) * (1 + mu) * float(spec.lam_max))     # below Nesterov's edge (~ SGD's / (1 + mu))
+    ref = _numpy_momentum_losses(spec, [lr], mu, B, S, nesterov=True)[0]
+    got = H.final_loss(spec, "nesterov", lr, B, S, mu=mu)
+    assert got == pytest.approx(ref, rel=1e-10)
+    assert ref < 0.5 * spec.P_star + 0.5 * float(np.sum(spec.w))      # it learned something: not a trivial match
+    hb = _numpy_momentum_losses(spec, [lr], mu, B, S)[0]
+    assert abs(hb - ref) > 1e-3 * ref          # heavy ball differs at the same (lr, mu): Nesterov's terms matter
+
+
+@pytest.mark.slow
+def test_tuned_momentum_against_brute_force():
+    """Heavy ball, mu tuned jointly with the lr (tune_lr_mu) at a tiny case: the loss at each mu and the chosen
+    (mu*, lr*) against a brute-force 300-point lr grid per mu on the independent numpy recursion, each lr grid
+    bounded by the same stability edge; and that edge is a real edge (the numpy recursion grows past it)."""
+    spec = H.ladder_spectrum(1.0, 0.7, 24)
+    B, S, mus = 2, 48, (0.0, 0.5, 0.8, 0.95)
+    lr = 0.5 * H.max_lr(spec, "momentum", B, mu=0.8)                 # exact equality at one point first
+    assert H.final_loss(spec, "momentum", lr, B, S, mu=0.8) == pytest.approx(
+        _numpy_momentum_losses(spec, [lr], 0.8, B, S)[0], rel=1e-10)
+    t = H.tune_lr_mu(spec, "momentum", B, S, mus=mus, xatol=0.01)
+    brute, brute_lr = [], []
+    for mu in mus:
+        top = H.max_lr(spec, "momentum", B, mu=mu)
+        lrs = np.geomspace(top * 1e-3, top * 0.99, 300)
+        L = _numpy_momentum_losses(spec, lrs, mu, B, S)
+        brute.append(L.min())
+        brute_lr.append(lrs[int(np.argmin(L))])
+        # past the edge the long-run second moments grow: 4000 steps at 1.05 x the edge blow up, 0.95 x do not
+        far = _numpy_momentum_losses(spec, [0.95 * top, 1.05 * top], mu, B, 4000)
+        assert np.isfinite(far[0]) and far[0] < 1.0 and not (far[1] < 1.0)
+    brute = np.array(brute)
+    np.testing.assert_allclose(t.losses, brute, rtol=2e-3)            # Brent vs a 300-point grid in log lr
+    j = int(np.argmin(brute))
+    assert t.mu == mus[j] and t.loss == pytest.approx(brute[j], rel=2e-3)
+    assert t.lr == pytest.approx(brute_lr[j], rel=0.05)
+    assert t.mu > 0 and brute[j] < brute[0] * 0.99                    # momentum helps here (not a trivial mu* = 0)
+
+
+def test_resume_refuses_other_optimizer_config(tmp_path, capsys):
+    """An OUT holding cells of (momentum, --tune-momentum) refuses nesterov and momentum without
+    --tune-momentum (exit 2 naming --out and the differing option), before any work."""
+    from experiments import cli, hparam_cmd
+    from plrf.store import prepare_out
+    out = tmp_path / "o"
+    base = ["hparam-laws", "--ds", "32", "64", "--budgets", "64", "1024", "--per-decade", "1", "--no-wd"]
+    args = cli.build_parser().parse_args([*base, "--optimizer", "momentum", "--tune-momentum", "--out", str(out)])
+    ds = hparam_cmd.validate(args)
+    with prepare_out(out, hparam_cmd.config_of(args, ds)) as o:
+        o.cells().put(dict(d=32, D=64), dict(loss=np.array([1.0])))
+    for other, needle in ((["--optimizer", "nesterov", "--tune-momentum"], "optimizer"),
+                          (["--optimizer", "momentum"], "tune_momentum")):
+        with pytest.raises(SystemExit) as e:
+            run_cli([*base, *other, "--out", out])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert "--out" in err and needle in err and "Traceback" not in err
+    assert sorted(p.name for p in (out / "cells").iterdir() if p.suffix == ".npz").__len__() == 1

@@ -41,7 +41,10 @@ from plrf import optimizers as O
 
 EXACT_MAX = 1_000_000   # steps: the blocked exact recursion up to here, the log-time solver beyond
 MIN_STEPS = 4         # a batch is used at budget D only if S = D/B >= MIN_STEPS
-FAMILIES = ("sgd", "momentum")
+FAMILIES = ("sgd", "momentum", "nesterov", "dana-decaying")
+MOMENTUM_FAMILIES = ("momentum", "nesterov")   # the families with a momentum mu (tunable)
+MU_GRID = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99)     # --tune-momentum: lr tuned at each, the best pair kept
+DANA_EXACT_MAX = 20_000   # DANA (per-step recursion): the log-time solver beyond
 
 
 def ladder_spectrum(alpha: float, beta: float, d: int, *, ratio: float = 4.0, label_noise: float = 0.0):
@@ -51,32 +54,105 @@ def ladder_spectrum(alpha: float, beta: float, d: int, *, ratio: float = 4.0, la
     return deterministic_spectrum(alpha, beta, int(d), v=data_dim(alpha, int(d), ratio), label_noise=label_noise)
 
 
-def make_optimizer(family: str, lr: float, *, mu: float = 0.9, weight_decay: float = 0.0):
-    """Constant-lr ``sgd`` or heavy-ball ``momentum`` (optax meaning) with decoupled weight decay
-    ``wd_t = lr weight_decay``."""
+def dana_base(spec, alpha: float) -> dict:
+    """DANA-decaying's batch-1 defaults on ``spec`` (:func:`plrf.optimizers.dana_defaults`: ``g2 = 0.25/tr K``,
+    ``g3 = 0.125/tr K``, ``delta = 8``, ``kappa = 1/(2 alpha)``); the tuned "lr" of DANA is a common scale of g2 and
+    g3 (:meth:`plrf.optimizers.Optimizer.scale_lr`), delta and kappa stay at these values."""
+    dd = O.dana_defaults(float(spec.trace), int(round(float(np.sum(spec.n)))), float(alpha), 0.0)
+    return dict(g2=dd["g2"], g3=dd["g3_decaying"], delta=dd["delta"], kappa=dd["kappa"])
+
+
+def make_optimizer(family: str, lr: float, *, mu: float = 0.9, weight_decay: float = 0.0,
+                   dana: Optional[dict] = None):
+    """Constant-lr ``sgd``, heavy-ball ``momentum`` or ``nesterov`` (optax meaning, momentum ``mu``), or
+    ``dana-decaying`` with ``g2, g3 = lr x`` the defaults ``dana`` (:func:`dana_base`; ``lr`` is then the scale);
+    decoupled weight decay ``wd_t = lr_t weight_decay`` (DANA: ``g2 weight_decay``)."""
     if family == "sgd":
         return O.sgd(plrf.schedules.constant(lr), weight_decay=weight_decay)
     if family == "momentum":
         return O.momentum(plrf.schedules.constant(lr), mu, weight_decay=weight_decay)
+    if family == "nesterov":
+        return O.nesterov(float(lr), mu, weight_decay=weight_decay)
+    if family == "dana-decaying":
+        if dana is None:
+            raise ValueError("dana-decaying needs its base hyper-parameters (dana=dana_base(spec, alpha))")
+        return O.dana_decaying(lr * dana["g2"], lr * dana["g3"], delta=dana["delta"], kappa=dana["kappa"],
+                               weight_decay=weight_decay)
     raise ValueError(f"optimizer must be one of {FAMILIES}, got {family!r}")
 
 
 def final_loss(spec, family: str, lr: float, batch: int, steps: int, *, mu: float = 0.9,
-               weight_decay: float = 0.0) -> float:
-    """The exact expected loss after ``steps`` constant-lr steps (inf if it blows up or is unstable)."""
+               weight_decay: float = 0.0, dana: Optional[dict] = None) -> float:
+    """The exact expected loss after ``steps`` constant-lr steps (inf if it blows up or is unstable). DANA (time-
+    dependent coefficients, a per-step recursion) uses the log-time solver beyond ``DANA_EXACT_MAX`` steps."""
     steps = int(steps)
-    opt = make_optimizer(family, lr, mu=mu, weight_decay=weight_decay)
+    opt = make_optimizer(family, lr, mu=mu, weight_decay=weight_decay, dana=dana)
     grid = np.array([0, steps])
+    exact_max = DANA_EXACT_MAX if family == "dana-decaying" else EXACT_MAX
     try:
-        if steps <= EXACT_MAX:
+        if steps <= exact_max:
             v = float(plrf.expected_loss(spec, opt, steps=steps, batch=batch, grid=grid,
                                          allow_unstable=True).loss[-1])
         else:
             from .logtime import solve_logtime
             v = float(solve_logtime(spec, opt, steps=steps, batch=batch, grid=grid).loss[-1])
-    except ValueError:      # the log-time solver refuses an unstable optimizer
+    except (ValueError, FloatingPointError):      # the log-time solver refuses an unstable optimizer
         return math.inf
     return v if np.isfinite(v) and v > 0 else math.inf
+
+
+def _frozen_ok(spec, opt, batch, t=0.0) -> bool:
+    from plrf.stability import system_edges
+    rad, kn = system_edges(spec, opt.system(float(t)), batch)
+    return rad < 1 and kn < 1
+
+
+def _bisect_edge(ok, start: float, rtol: float = 1e-6) -> float:
+    """Largest x with ``ok(x)`` (supremum; ``ok`` monotone), bracketed by doubling from ``start``."""
+    lo, hi = 0.0, start
+    while ok(hi):
+        lo, hi = hi, hi * 2
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+        if hi - lo <= rtol * hi:
+            break
+    return lo
+
+
+def dana_probes(steps: int) -> np.ndarray:
+    """Steps at which DANA's frozen map is checked for a run of ``steps``: 0 and the powers of 10 below."""
+    k = int(math.floor(math.log10(max(int(steps), 1)) + 1e-12))
+    return np.array([0] + [10 ** i for i in range(k + 1)], dtype=np.int64)
+
+
+def max_lr(spec, family: str, batch: int, *, mu: float = 0.9, dana: Optional[dict] = None, steps: int = 1,
+           cache: Optional[dict] = None) -> float:
+    """The stability bound of the tuned lr at ``batch`` (:mod:`plrf.stability`): SGD's two edges; heavy ball and
+    Nesterov: bisection on the frozen system's spectral radius and noise-feedback norm
+    (:func:`plrf.stability.system_edges`); DANA: the largest common scale of (g2, g3) whose frozen map is stable
+    at every step of :func:`dana_probes` (``steps``) -- the scale bound at each probe step is cached in ``cache``
+    under ``(batch, t)``."""
+    edges = plrf.stability_edges(spec, int(batch))
+    if family == "sgd" or (family in ("momentum", "nesterov") and mu == 0):
+        return edges.max_lr
+    if family in ("momentum", "nesterov"):
+        return _bisect_edge(lambda x: _frozen_ok(spec, make_optimizer(family, x, mu=mu), batch),
+                            edges.max_lr)
+    if family != "dana-decaying":
+        raise ValueError(f"optimizer must be one of {FAMILIES}, got {family!r}")
+    out = math.inf
+    for t in dana_probes(steps):
+        key = ("dana", int(batch), int(t))
+        if cache is not None and key in cache:
+            v = cache[key]
+        else:
+            start = edges.max_lr / (dana["g2"] + dana["g3"])      # t = 0 is SGD with lr g2 + g3
+            v = _bisect_edge(lambda x: _frozen_ok(spec, make_optimizer(family, x, dana=dana), batch, t), start)
+            if cache is not None:
+                cache[key] = v
+        out = min(out, v)
+    return out
 
 
 class Tuned(NamedTuple):
@@ -87,19 +163,20 @@ class Tuned(NamedTuple):
 
 
 def tune_lr(spec, family: str, batch: int, steps: int, *, mu: float = 0.9, weight_decay: float = 0.0,
-            frac_max: float = 0.99, lr_max: Optional[float] = None, xatol: float = 0.02, scan: int = 7) -> Tuned:
-    """Minimise the final loss over the constant lr in log space within ``[1e-3, frac_max] x lr_max``: a
-    ``scan``-point coarse scan brackets the minimum, then scipy's bounded Brent search (``xatol`` in ln lr)."""
+            frac_max: float = 0.99, lr_max: Optional[float] = None, xatol: float = 0.02, scan: int = 7,
+            dana: Optional[dict] = None) -> Tuned:
+    """Minimise the final loss over the constant lr (DANA: the scale of g2, g3) in log space within
+    ``[1e-3, frac_max] x lr_max`` (:func:`max_lr`): a ``scan``-point coarse scan brackets the minimum, then
+    scipy's bounded Brent search (``xatol`` in ln lr)."""
     from scipy import optimize
-    from .batch import max_lr
     if lr_max is None:
-        lr_max = max_lr(spec, family, int(batch), mu)
+        lr_max = max_lr(spec, family, int(batch), mu=mu, dana=dana, steps=steps)
     top = lr_max * frac_max
     n = [0]
 
     def f(x):
         n[0] += 1
-        v = final_loss(spec, family, math.exp(x), batch, steps, mu=mu, weight_decay=weight_decay)
+        v = final_loss(spec, family, math.exp(x), batch, steps, mu=mu, weight_decay=weight_decay, dana=dana)
         return math.log(v) if math.isfinite(v) else 1e3
     xs = np.linspace(math.log(top * 1e-3), math.log(top), scan)
     vals = np.array([f(x) for x in xs])
@@ -108,6 +185,41 @@ def tune_lr(spec, family: str, batch: int, steps: int, *, mu: float = 0.9, weigh
     res = optimize.minimize_scalar(f, bounds=(a, b), method="bounded", options=dict(xatol=xatol))
     x, v = (res.x, res.fun) if res.fun <= vals[j] else (xs[j], vals[j])
     return Tuned(math.exp(x), math.exp(v) if v < 1e3 else math.inf, lr_max, n[0])
+
+
+class TunedMu(NamedTuple):
+    mu: float            # the best mu on the grid
+    lr: float            # its tuned lr
+    loss: float
+    lr_max: float        # the stability bound at (batch, mu)
+    mus: np.ndarray      # the grid
+    losses: np.ndarray   # tuned (over lr) loss at each mu
+    lrs: np.ndarray
+
+
+def tune_lr_mu(spec, family: str, batch: int, steps: int, *, mus: Sequence[float] = MU_GRID,
+               frac_max: float = 0.99, xatol: float = 0.02, scan: int = 7, weight_decay: float = 0.0,
+               lr_max_cache: Optional[dict] = None) -> TunedMu:
+    """Joint (mu, lr) tuning of heavy ball / Nesterov: the lr tuned (:func:`tune_lr`, bounded by the stability
+    edge at (batch, mu)) at every mu of the grid ``mus``; the best pair is kept (a grid in mu, not a continuous
+    optimum: mu* is known to the grid spacing)."""
+    if family not in MOMENTUM_FAMILIES:
+        raise ValueError(f"tune_lr_mu: family must be one of {MOMENTUM_FAMILIES}, got {family!r}")
+    res = []
+    for m in mus:
+        key = (int(batch), float(m))
+        if lr_max_cache is not None and key in lr_max_cache:
+            top = lr_max_cache[key]
+        else:
+            top = max_lr(spec, family, int(batch), mu=float(m))
+            if lr_max_cache is not None:
+                lr_max_cache[key] = top
+        res.append(tune_lr(spec, family, batch, steps, mu=float(m), frac_max=frac_max, lr_max=top, xatol=xatol,
+                           scan=scan, weight_decay=weight_decay))
+    L = np.array([r.loss for r in res])
+    j = int(np.argmin(L))
+    return TunedMu(float(mus[j]), res[j].lr, float(L[j]), res[j].lr_max, np.asarray(mus, dtype=np.float64), L,
+                   np.array([r.lr for r in res]))
 
 
 def batches_for(D: float, b_max: int, factor: int = 2, s_max: Optional[float] = None) -> np.ndarray:
@@ -122,29 +234,46 @@ def batches_for(D: float, b_max: int, factor: int = 2, s_max: Optional[float] = 
 
 def cell(spec, D: float, *, family: str = "sgd", mu: float = 0.9, b_max: int = 4096, factor: int = 2,
          frac_max: float = 0.99, lr_max_cache: Optional[dict] = None, xatol: float = 0.05, scan: int = 5,
-         s_max: Optional[float] = None) -> dict:
+         s_max: Optional[float] = None, mus: Optional[Sequence[float]] = None, dana: Optional[dict] = None) -> dict:
     """One (d, D) cell: tuned lr and final loss at every batch of :func:`batches_for`. Steps ``S = round(D/B)``
     (the samples actually used are ``B S``); ``s_max`` drops the batches with more steps (the budgets past the
-    reported ones only serve the large batches' B_crit targets)."""
-    from .batch import max_lr
+    reported ones only serve the large batches' B_crit targets). ``mus`` (momentum families): mu tuned jointly
+    on this grid (:func:`tune_lr_mu`; ``mu``, ``loss_by_mu``, ``lr_by_mu`` in the result); otherwise mu fixed.
+    ``dana``: DANA's base values (:func:`dana_base`), the lr being their scale."""
     B = batches_for(D, b_max, factor, s_max)
-    lrs, losses, tops, S = [], [], [], []
+    lrs, losses, tops, S, mu_best, by_mu, lr_by_mu = [], [], [], [], [], [], []
     for b in B:
         key = int(b)
-        if lr_max_cache is not None and key in lr_max_cache:
-            top = lr_max_cache[key]
-        else:
-            top = max_lr(spec, family, key, mu)
-            if lr_max_cache is not None:
-                lr_max_cache[key] = top
         s = max(1, int(round(D / b)))
-        t = tune_lr(spec, family, key, s, mu=mu, frac_max=frac_max, lr_max=top, xatol=xatol, scan=scan)
+        if mus is not None:
+            t = tune_lr_mu(spec, family, key, s, mus=mus, frac_max=frac_max, xatol=xatol, scan=scan,
+                           lr_max_cache=lr_max_cache)
+            mu_best.append(t.mu)
+            by_mu.append(t.losses)
+            lr_by_mu.append(t.lrs)
+        else:
+            if family == "dana-decaying":
+                top = max_lr(spec, family, key, dana=dana, steps=s, cache=lr_max_cache)
+            else:
+                ck = (key, float(mu))
+                if lr_max_cache is not None and ck in lr_max_cache:
+                    top = lr_max_cache[ck]
+                else:
+                    top = max_lr(spec, family, key, mu=mu)
+                    if lr_max_cache is not None:
+                        lr_max_cache[ck] = top
+            t = tune_lr(spec, family, key, s, mu=mu, frac_max=frac_max, lr_max=top, xatol=xatol, scan=scan,
+                        dana=dana)
         lrs.append(t.lr)
         losses.append(t.loss)
-        tops.append(top)
+        tops.append(t.lr_max)
         S.append(s)
-    return dict(batch=B, steps=np.array(S, dtype=np.int64), lr=np.array(lrs), loss=np.array(losses),
-                lr_max=np.array(tops))
+    out = dict(batch=B, steps=np.array(S, dtype=np.int64), lr=np.array(lrs), loss=np.array(losses),
+               lr_max=np.array(tops))
+    if mus is not None:
+        out.update(mu=np.array(mu_best), loss_by_mu=np.array(by_mu).reshape(len(B), len(mus)),
+                   lr_by_mu=np.array(lr_by_mu).reshape(len(B), len(mus)), mus=np.asarray(mus, dtype=np.float64))
+    return out
 
 
 class OptimalBatch(NamedTuple):
@@ -241,20 +370,20 @@ class WeightDecay(NamedTuple):
 
 def tune_weight_decay(spec, family: str, batch: int, steps: int, *, taus: Sequence[float] = (100.0, 10.0, 1.0),
                       lambdas: Optional[Sequence[float]] = None, mu: float = 0.9, frac_max: float = 0.99,
-                      lr_max: Optional[float] = None, xatol: float = 0.1, scan: int = 5) -> WeightDecay:
+                      lr_max: Optional[float] = None, xatol: float = 0.1, scan: int = 5,
+                      dana: Optional[dict] = None) -> WeightDecay:
     """Joint (lr, lambda) tuning. The lr is tuned (:func:`tune_lr`) at lambda = 0, giving ``lr0``; the scanned
     weight decays are ``lambda = 1 / (tau lr0 S)`` for the Power Lines timescales ``taus`` (fractions of the run
     over which weight decay averages; so the scan has the same meaning at every budget), or ``lambdas`` if
     given; the lr is re-tuned at each. The best pair on the grid is the optimum, refined by a bounded search in
     log lambda when it is interior."""
     from scipy import optimize
-    from .batch import max_lr
     if lr_max is None:
-        lr_max = max_lr(spec, family, int(batch), mu)
+        lr_max = max_lr(spec, family, int(batch), mu=mu, dana=dana, steps=steps)
 
     def tuned(x):
         return tune_lr(spec, family, batch, steps, mu=mu, weight_decay=float(x), frac_max=frac_max, lr_max=lr_max,
-                       xatol=xatol, scan=scan)
+                       xatol=xatol, scan=scan, dana=dana)
     t0 = tuned(0.0)
     if lambdas is None:
         lambdas = sorted(1.0 / (float(t) * t0.lr * steps) for t in taus)
