@@ -442,9 +442,19 @@ def plot_schedules(res, path):
     ax2.axvspan(lo, hi, color="0.9", zorder=0, label="fit window")
     ax2.set_xscale("log")
     ax2.set_yscale("log")
-    lows = [float(np.min(g[1][g[1] > 0]) / h["shape"]["peak"]) for h in hs
-            for g in [_main_lr(h, c["optimizer"])] if g is not None and np.any(g[1] > 0)]
-    ax2.set_ylim(min([1e-4] + [0.5 * x for x in lows]), 2)     # the smallest end value stays in view
+    lows, starts = [], []
+    for h in hs:    # the end (1 - t/T < 1/2) stays in view; a warmup start far below it is cut, with a note
+        g = _main_lr(h, c["optimizer"])
+        if g is not None:
+            r_, end = g[1] / h["shape"]["peak"], g[0] / h["steps"] > 0.5
+            if np.any(end & (r_ > 0)):
+                lows.append(float(np.min(r_[end & (r_ > 0)])))
+            starts.append(float(np.min(r_[~end])) if np.any(~end) else 1.0)
+    bottom = min([1e-4] + [0.5 * x for x in lows])
+    ax2.set_ylim(bottom, 2)
+    if any(x < bottom for x in starts):
+        ax2.text(0.02, 0.97, "warmup values near t = 0 (right edge)\nbelow the axis are cut", transform=ax2.transAxes,
+                 ha="left", va="top", fontsize=6.5, color="0.3")
     ax2.set_xlabel("1 - t/T")
     ax2.set_ylabel(f"{what} / its peak")
     ax2.set_title("end shape", fontsize=9)
@@ -527,7 +537,8 @@ def plot_laws(res, path):
                    label="best tuned baseline")
     for (name, hf), mk in zip(res.get("horizon_free", {}).items(), ("^", "v", "D")):
         ax2.loglog(hf["horizons"], np.asarray(hf["losses"]) - res["P_star"], mk + ":", ms=5, lw=0.8,
-                   label=f"horizon-free {name} (one schedule for all T)")
+                   label=f"horizon-free {name} (one schedule for all T" + (
+                       ", tuned gamma = 0)" if name.startswith("power") and hf["gamma"] < 1e-3 else ")"))
     for key, lab, st in (("li_loss_exponent", "Li et al. (noise floor P*)", "k--"),
                          ("noiseless_loss_exponent", "noiseless window (s)", "k:")):
         if preds.get(key):
@@ -535,7 +546,7 @@ def plot_laws(res, path):
     ax2.set_xlabel("horizon T")
     ax2.set_ylabel("excess loss P(T) - P*")
     ax2.set_title("loss vs T", fontsize=9)
-    ax2.legend(fontsize=6.5)
+    ax2.legend(fontsize=6, loc="lower left")
     ax3.semilogx(T, laws["delta"], "o-", label=r"fitted end exponent $\delta$")
     if preds.get("li_delta"):
         ax3.axhline(preds["li_delta"], color="k", ls="--", lw=1, label=rf"Li et al. $4\alpha-1$ = {preds['li_delta']:.2g}")
