@@ -443,6 +443,10 @@ def test_optimizers_match_numpy_reference_every_step(spec8, case):
     for s in range(seeds):
         Z, y, idx = draw_run(spec8, key=key, seed=s, **kw)
         assert idx.shape == (steps, B) and idx.min() >= 0 and idx.max() < N
+        if sampling == "reshuffle":     # every epoch is a permutation of the sample
+            flat = idx.reshape(-1)
+            for e in range(flat.size // N):
+                assert sorted(flat[e * N:(e + 1) * N]) == list(range(N))
         ref = _np_reference(kind, hp, Z, y, idx, lam, ts, float(spec8.P_star), noise)
         for j, name in enumerate(fc.readouts):
             np.testing.assert_allclose(fc.pop_readouts_per_seed[s, j], ref[name][0], rtol=1e-10, atol=0)
@@ -453,12 +457,6 @@ def test_optimizers_match_numpy_reference_every_step(spec8, case):
     np.testing.assert_array_equal(fc.pop_per_seed, fc.pop_readouts_per_seed[:, 0])
     np.testing.assert_array_equal(fc.train, fc.train_readouts[0])
     assert np.all(fc.diverged_step == -1)
-
-
-def test_reshuffle_stream_is_a_permutation_per_epoch(spec8):
-    _, _, idx = draw_run(spec8, key=jax.random.key(1), seed=3, samples=12, steps=20, batch=3)
-    for e in range(5):
-        assert sorted(idx.reshape(-1)[12 * e:12 * (e + 1)]) == list(range(12))
 
 
 def _heavy_ball_closed_form(S, r, theta0, lr, mu, times):
@@ -506,8 +504,8 @@ def test_full_batch_momentum_large_N_approaches_population_heavy_ball(spec8):
     fc = simulate_finite(spec8, O.momentum(lr, mu), samples=4096, steps=steps, batch=4096, key=jax.random.key(8),
                          seeds=4, grid=grid)
     rel = np.abs(fc.pop / exact - 1)
-    # measured: max 0.6% over the grid (relative excess-loss fluctuations ~ sqrt(d / N) = 4.4%, and the loss
-    # approaches P* where the sample's own error is P* d / N = 5e-3 P*)
+    # measured (4 seeds): max 0.55% over the grid at N = 4096, 5.6% at N = 256 (the sample covariance's
+    # deviation from K shrinks with N); the bound 2% is ~4x the measured N = 4096 value
     assert rel[0] < 1e-12 and np.max(rel) < 0.02, rel
     assert exact[-1] < 0.1 * exact[0]
 
@@ -555,3 +553,21 @@ def test_divergence_reported_as_inf(spec8):
     assert np.all(np.isfinite(fc.pop[fc.steps < first])) and np.all(np.isinf(fc.pop_stderr[fc.steps >= first]))
     with pytest.raises(ValueError, match="unstable learning rate"):
         simulate_finite(spec8, 3.0 / spec8.lam_max, key=jax.random.key(0), **SHARED)
+
+
+@pytest.mark.slow   # 3 x 256 seeds, 6 compiled programs: ~35 s on a loaded 2-core machine
+@pytest.mark.parametrize("make", [lambda c: O.nesterov(0.1 * c, 0.8, weight_decay=0.2, ema=0.05),
+                                  lambda c: O.dana_decaying(0.25 * c, 0.125 * c, delta=8.0, kappa=0.5, ema="uniform"),
+                                  lambda c: O.schedule_free(0.5 * c, 0.9)], ids=["nesterov-wd-ema", "dana", "sf"])
+def test_one_epoch_optimizers_match_exact_one_pass_every_readout(inst, make):
+    spec = inst.spectrum
+    opt = make(1.0 / spec.trace)
+    steps, S = 400, 256
+    fc = simulate_finite(spec, opt, samples=steps, steps=steps, key=jax.random.key(13), seeds=S, num=20)
+    ex = plrf.expected_loss(spec, opt, steps=steps, batch=1, grid=fc.steps)
+    assert fc.readouts == opt.readouts and len(fc.readouts) == 2
+    for j, name in enumerate(fc.readouts):
+        ref = ex.loss if j == 0 else ex.readouts[name][0]
+        z = (fc.pop_readouts[j] - ref) / np.maximum(fc.pop_readouts_stderr[j], 1e-300)
+        assert np.all(np.abs(z[1:]) < 4), (name, z)
+        assert ref[-1] < 0.5 * ref[0]
