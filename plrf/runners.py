@@ -292,6 +292,16 @@ def _dot(c, s, dtype):
     return sum(c[i] * s[i] for i in range(len(s)))
 
 
+def batch_step(sys, s, x, eps, cstar, dtype):
+    """One step of any linear optimizer on one batch: the gradient ``g = (1/B) x^T (x (p - theta*) - eps)`` at the
+    evaluation point ``p - theta* = c_eval . s`` (``x``: the ``(B, d)`` features, ``eps``: the ``(B,)`` label
+    residuals ``y - <x, theta*>``), then ``s' = A s + u g + f theta*``. Shared by :func:`eigen` (fresh Gaussian
+    batches) and :mod:`plrf.finite_data` (batches of a stored sample)."""
+    resid = x @ _dot(sys.c_eval, s, dtype) - eps
+    g = (x.T @ resid) / x.shape[0]
+    return _apply(sys, s, g, cstar, dtype)
+
+
 def eigen(lam, cstar, P_star, key, opt, grid, batch, dtype, rng="plrf", width=1):
     """Any linear optimizer in K's eigenbasis: state entries (iterate, momentum, average, ...) as arrays (d,);
     the gradient ``g = (1/B) sum_i x_i (<x_i, p - theta*> - sqrt(P*) eps_i)``, ``x_i = sqrt(lam) z_i``, at the
@@ -305,11 +315,7 @@ def eigen(lam, cstar, P_star, key, opt, grid, batch, dtype, rng="plrf", width=1)
     sys0 = opt.system(0.0)
 
     def update(s, z, r):
-        sys = opt.system(jnp.asarray(r, jnp.float64))
-        x = z[:, :d] * sq
-        resid = x @ _dot(sys.c_eval, s, dtype) - noise * z[:, d]
-        g = (x.T @ resid) / batch
-        return _apply(sys, s, g, cstar, dtype)
+        return batch_step(opt.system(jnp.asarray(r, jnp.float64)), s, z[:, :d] * sq, noise * z[:, d], cstar, dtype)
 
     def step(s, r):
         return update(s, draw(r), r)
