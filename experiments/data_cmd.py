@@ -21,6 +21,7 @@ import os
 import sys
 import time
 
+from . import optim_options
 from . import options as opt
 
 DEFAULT_OUT = "runs/data"
@@ -39,7 +40,8 @@ def add_arguments(p):
                    help="passes over the sample (default: %(default)s)")
     p.add_argument("--batch", type=opt.int_at_least(1), default=4, help="batch size B <= N (default: %(default)s)")
     p.add_argument("--lr", type=opt.positive_float, default=None,
-                   help="constant learning rate eta; None = 0.5 / tr K (default: %(default)s)")
+                   help="constant learning rate eta (momentum/Nesterov: optax's lr); None = 0.5 / tr K (x (1 - mu) for "
+                        "momentum and Nesterov) (default: %(default)s)")
     p.add_argument("--sampling", default="reshuffle", choices=("reshuffle", "replacement"),
                    help="a fresh permutation each epoch, or B indices with replacement each step")
     p.add_argument("--seeds", type=opt.int_at_least(2), default=16,
@@ -47,6 +49,7 @@ def add_arguments(p):
     p.add_argument("--num", type=opt.int_at_least(4), default=40, help="points of the log step grid")
     p.add_argument("--overwrite", action="store_true", help="discard results stored in OUT with other settings")
     opt.add_label_noise(p)
+    optim_options.add_optimizer_arguments(p)
     opt.add_common(p, DEFAULT_OUT)
 
 
@@ -55,6 +58,7 @@ def config_of(args, v, lr) -> dict:
                samples=args.samples, epochs=args.epochs, batch=args.batch, lr=lr, lr_option=args.lr,
                sampling=args.sampling, seeds=args.seeds, num=args.num)
     cfg.update(opt.label_noise_config(args))
+    cfg.update(optim_options.config_entries(args))      # empty for plain SGD
     return cfg
 
 
@@ -62,6 +66,7 @@ def check_args(args):
     """Fail-fast checks (before any work), each naming its option and the valid range."""
     from plrf.finite_data import MAX_BYTES, memory_bytes
     v = opt.problem_v(args)
+    optim_options.check_args(args)
     if args.d > D_MAX:
         raise ValueError(f"--d must be in [1, {D_MAX}] for plrf data, got {args.d}")
     if args.batch > args.samples:
@@ -93,10 +98,14 @@ def run(args):
     k_w, _ = jax.random.split(jax.random.key(args.seed))   # the W of `plrf curve --seed`
     spec = plrf.spectrum.expand(plrf.sample_spectrum(problem, key=k_w))
     spec = plrf.spectrum.with_label_noise(spec, args.label_noise)
-    lr = float(args.lr) if args.lr is not None else 0.5 / spec.trace
-    if lr * spec.lam_max >= 2:
+    lr = float(args.lr) if args.lr is not None else 0.5 / spec.trace * optim_options.default_lr_factor(args)
+    if optim_options.plain_sgd(args) and lr * spec.lam_max >= 2:
         raise ValueError(f"--lr {lr:.4g} is unstable: lr x lambda_max(K) = {lr * spec.lam_max:.3g} >= 2; "
                          f"lower --lr (default 0.5 / tr K = {0.5 / spec.trace:.4g})")
+    optimizer = optim_options.build_optimizer(args, plrf.schedules.constant(lr), trace=spec.trace, d=args.d,
+                                              alpha=args.alpha, beta=args.beta)
+    from plrf.simulate import check_optimizer
+    check_optimizer(spec, optimizer, args.batch, _grid(args, steps))   # before any work
     config = config_of(args, v, lr)
     with prepare_out(args.out, config, overwrite=args.overwrite) as out:
         prev = out.previous or {}
@@ -105,7 +114,7 @@ def run(args):
             if not args.quiet:
                 print(f"plrf data: {args.out} already complete; redrew data.png", file=sys.stderr)
             return
-        return _run(args, config, out, t0, spec, lr, steps, prev, np)
+        return _run(args, config, out, t0, spec, lr, optimizer, steps, prev, np)
 
 
 def _say(args, t0, msg):
@@ -113,7 +122,22 @@ def _say(args, t0, msg):
         print(f"plrf data: {msg} [{time.time() - t0:.0f} s]", file=sys.stderr, flush=True)
 
 
-def _run(args, config, out, t0, spec, lr, steps, prev, np):
+def _grid(args, steps):
+    """The reported steps: log-spaced, with step 0 and the end of the first epoch."""
+    import numpy as np
+
+    import plrf
+    grid = plrf.log_grid(steps, args.num)
+    grid = np.unique(np.concatenate([[0], grid, [max(1, args.samples // args.batch)]]))
+    return grid[grid <= steps]
+
+
+def _readout(args) -> str:
+    """The read-out the command reports: the average when --ema is set, else the iterate."""
+    return "average" if getattr(args, "ema", None) is not None else "iterate"
+
+
+def _run(args, config, out, t0, spec, lr, optimizer, steps, prev, np):
     import jax
 
     import plrf
@@ -121,29 +145,35 @@ def _run(args, config, out, t0, spec, lr, steps, prev, np):
     from theory.finite_data import gd_losses
 
     N, B = args.samples, args.batch
-    grid = plrf.log_grid(steps, args.num)
-    grid = np.unique(np.concatenate([[0], grid, [max(1, N // B)]]))
-    grid = grid[grid <= steps]
+    grid = _grid(args, steps)
+    readout = _readout(args)
     if "sim" in prev and prev["sim"].get("steps") == [int(g) for g in grid]:
         sim = prev["sim"]
         _say(args, t0, "simulation reused from an earlier session")
     else:
         _say(args, t0, f"simulating {args.seeds} seeds x {steps} steps (d = {args.d}, N = {N}, B = {B})")
-        fc = simulate_finite(spec, lr, samples=N, steps=steps, batch=B, sampling=args.sampling, seeds=args.seeds,
-                             key=jax.random.key(args.seed + 1), grid=grid)
-        gap = fc.pop_per_seed - fc.train_per_seed          # paired per seed: its own standard error
-        sim = dict(steps=[int(g) for g in fc.steps], pop=fc.pop, pop_stderr=fc.pop_stderr, train=fc.train,
-                   train_stderr=fc.train_stderr, gap=gap.mean(0),
+        fc = simulate_finite(spec, optimizer, samples=N, steps=steps, batch=B, sampling=args.sampling,
+                             seeds=args.seeds, key=jax.random.key(args.seed + 1), grid=grid)
+        j = fc.readouts.index(readout) if readout in fc.readouts else 0
+        pop, pop_se, train, train_se = fc.readout(fc.readouts[j])
+        gap = fc.pop_readouts_per_seed[:, j] - fc.train_readouts_per_seed[:, j]   # paired per seed
+        sim = dict(steps=[int(g) for g in fc.steps], readout=fc.readouts[j], pop=pop, pop_stderr=pop_se,
+                   train=train, train_stderr=train_se, gap=gap.mean(0),
                    gap_stderr=gap.std(0, ddof=1) / np.sqrt(gap.shape[0]))
         out.save(dict(sim=sim), wall_time=time.time() - t0, status="partial")
     _say(args, t0, "theory: GD deterministic equivalent and exact one-pass")
     lam, w = np.asarray(spec.lam), np.asarray(spec.w)
-    try:
-        gd = gd_losses(lam, w, float(spec.P_star), N, grid, lr=lr)
-        gd_res = dict(pop=gd.pop, train=gd.train, note=None)
-    except ValueError as err:       # lr too large for the contour method: report, do not fail the run
-        gd_res = dict(pop=None, train=None, note=str(err))
-    one = plrf.expected_loss(spec, plrf.schedules.constant(lr), steps=steps, batch=B, grid=grid)
+    if not optim_options.plain_sgd(args):
+        gd_res = dict(pop=None, train=None, note=f"GD theory is for plain SGD; the full-batch limit of "
+                                                 f"{optim_options.label(args)} on N samples is not derived")
+    else:
+        try:
+            gd = gd_losses(lam, w, float(spec.P_star), N, grid, lr=lr)
+            gd_res = dict(pop=gd.pop, train=gd.train, note=None)
+        except ValueError as err:       # lr too large for the contour method: report, do not fail the run
+            gd_res = dict(pop=None, train=None, note=str(err))
+    ex = plrf.expected_loss(spec, optimizer, steps=steps, batch=B, grid=grid)
+    one = ex if readout == "iterate" else ex._replace(loss=np.asarray(ex.readouts[readout][0]))
     epochs = np.asarray(grid, float) * B / N
     pop = np.asarray(sim["pop"], float)
     z_gd = None
@@ -216,11 +246,12 @@ def plot(r, config, path):
     ep = np.asarray(r["epochs"], float)
     m = ep > 0
     sim, gd, one = r["sim"], r["gd_theory"], r["onepass_exact"]
+    name = "SGD" if config.get("optimizer", "sgd") == "sgd" else config["optimizer"]
     ax = axes[0, 0]
     band(ax, ep[m], np.asarray(sim["pop"], float)[m], np.asarray(sim["pop_stderr"], float)[m],
-         f"population, SGD sim ({config['seeds']} seeds)", color="tab:blue")
+         f"population, {name} sim ({config['seeds']} seeds)", color="tab:blue")
     band(ax, ep[m], np.asarray(sim["train"], float)[m], np.asarray(sim["train_stderr"], float)[m],
-         "training, SGD sim", color="tab:orange")
+         f"training, {name} sim", color="tab:orange")
     if gd.get("pop") is not None:
         ax.plot(ep[m], np.asarray(gd["pop"], float)[m], "k--", lw=1.2, label="population, GD det. equivalent")
         ax.plot(ep[m], np.asarray(gd["train"], float)[m], "--", color="tab:red", lw=1.2,
@@ -233,14 +264,17 @@ def plot(r, config, path):
     ax.set_yscale("log")
     ax.set_xlabel("epochs over the N stored samples (one pass: samples / N)")
     ax.set_ylabel("loss (no 1/2)")
+    what = config.get("optimizer", "sgd") + (f" (loss of the {sim['readout']})" if sim.get("readout", "iterate") != "iterate"
+                                             else "")
     ax.set_title(rf"PLRF $\alpha$={config['alpha']}, $\beta$={config['beta']}, d={config['d']}, "
-                 f"N={config['samples']}, B={config['batch']}, lr={r['lr']:.3g}, {config['sampling']}", fontsize=9)
-    ax.legend(fontsize=7)
+                 f"N={config['samples']}, B={config['batch']}, lr={r['lr']:.3g}, {config['sampling']}, {what}",
+                 fontsize=9)
+    ax.legend(fontsize=6, loc="upper right")
     ax.grid(True, which="major", alpha=0.3)
     ax = axes[0, 1]
     gap = np.asarray(sim["gap"], float)
     gse = np.asarray(sim["gap_stderr"], float)
-    band(ax, ep[m], gap[m], gse[m], "SGD sim (mean +- s.e. of the paired gap)", color="tab:purple")
+    band(ax, ep[m], gap[m], gse[m], f"{name} sim (mean +- s.e. of the paired gap)", color="tab:purple")
     if gd.get("pop") is not None:
         ax.plot(ep[m], (np.asarray(gd["pop"], float) - np.asarray(gd["train"], float))[m], "k--", lw=1.2,
                 label="GD det. equivalent")
@@ -249,11 +283,11 @@ def plot(r, config, path):
     ax.set_ylabel("population - training loss")
     ax.set_yscale("symlog", linthresh=max(1e-6, float(np.nanmax(np.abs(gap[m]))) * 1e-2))
     ax.set_title("train-test gap (opens with reuse)", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower right")
     ax.grid(True, which="major", alpha=0.3)
     for ax in axes[0, :2]:
         _no_minor_labels(ax)
-    curves = [(np.asarray(r["E_sim"], float)[m], dict(marker="o", ms=3, color="tab:blue", label="SGD simulation"))]
+    curves = [(np.asarray(r["E_sim"], float)[m], dict(marker="o", ms=3, color="tab:blue", label=f"{name} simulation"))]
     if r.get("E_gd_theory") is not None:
         curves.append((np.asarray(r["E_gd_theory"], float)[m], dict(ls="--", color="k", lw=1.2,
                                                                      label="GD det. equivalent")))

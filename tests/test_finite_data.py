@@ -491,6 +491,7 @@ def test_full_batch_momentum_equals_closed_form_heavy_ball(spec8):
         assert T[-1] < 0.2 * T[0]
 
 
+@pytest.mark.slow   # ~5 s (N = 4096); the B = N closed-form heavy-ball test keeps the full-batch coverage
 def test_full_batch_momentum_large_N_approaches_population_heavy_ball(spec8):
     # N = 4096 >> d = 8: full-batch momentum on the sample follows deterministic heavy ball on K (the noiseless
     # limit of plrf.expected_loss: batch -> inf), up to the O(sqrt(d / N)) sample fluctuations

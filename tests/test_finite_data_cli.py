@@ -13,6 +13,9 @@ from cli_util import is_png, load_results, run_cli
     (["--samples", "100000", "--d", "4096", "--seeds", "64"], "--samples/--seeds"),
     (["--lr", "100"], "--lr"),
     (["--seeds", "1"], "--seeds"),
+    (["--optimizer", "momentum", "--lr", "5"], "--lr"),
+    (["--optimizer", "schedule-free", "--ema", "uniform"], "--optimizer schedule-free"),
+    (["--optimizer", "adam"], "--optimizer"),
 ])
 def test_data_bad_input_exit_2(tmp_path, capsys, argv, needle):
     with pytest.raises(SystemExit) as e:
@@ -45,6 +48,35 @@ def test_data_full_batch_run_matches_gd_theory_and_resumes(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         run_cli([a if a != "24" else "12" for a in argv])
     assert e.value.code == 2
+
+
+@pytest.mark.slow
+def test_data_optimizer_one_epoch_matches_exact_one_pass(tmp_path):
+    # --optimizer momentum --ema uniform, one epoch at B = 1: every sample is seen once, so the reported loss (of
+    # the uniform average) is one-pass training and its seed mean must match the exact one-pass curve of the same
+    # optimizer's average (computed here independently of the command's stored curve) within 4 s.e.
+    import jax
+
+    import plrf
+    from plrf import optimizers as O
+    out = tmp_path / "o"
+    argv = ["data", "--d", "16", "--samples", "256", "--batch", "1", "--epochs", "1", "--seeds", "128",
+            "--optimizer", "momentum", "--ema", "uniform", "--num", "16", "--out", out, "--quiet"]
+    assert run_cli(argv) == 0
+    r = load_results(out)
+    assert r["sim"]["readout"] == "average" and r["config"]["optimizer"] == "momentum"
+    assert r["gd_theory"]["pop"] is None and "plain SGD" in r["gd_theory"]["note"]
+    problem = plrf.Problem(1.0, 0.7, 64, 16)
+    k_w, _ = jax.random.split(jax.random.key(0))
+    spec = plrf.spectrum.expand(plrf.sample_spectrum(problem, key=k_w))
+    lr = 0.5 / spec.trace * (1 - 0.9)
+    assert r["lr"] == pytest.approx(lr, rel=1e-12)
+    ex = plrf.expected_loss(spec, O.momentum(lr, 0.9, ema="uniform"), steps=256, grid=np.asarray(r["steps"]))
+    ref = np.asarray(ex.readouts["average"][0])
+    pop, se = np.array(r["sim"]["pop"]), np.array(r["sim"]["pop_stderr"])
+    z = (pop[1:] - ref[1:]) / se[1:]
+    assert np.all(np.abs(z) < 4), z
+    np.testing.assert_allclose(r["onepass_exact"]["pop"], ref, rtol=1e-10)
 
 
 @pytest.mark.slow
