@@ -87,8 +87,9 @@ def add_arguments(p):
                    help="the fixed momentum of the heavy-ball baselines (< 1)")
     p.add_argument("--horizon-free", dest="horizon_free", action="store_true",
                    help="also tune one horizon-free schedule for all horizons (lr = peak (1 + t/t0)^-gamma with the "
-                        "uniform average of the iterates, Meterez et al. 2026; and without averaging, and a constant lr "
-                        "with averaging) against the per-horizon optima (--solver exact, --optimizer sgd, no --ema)")
+                        "uniform average of the iterates or a tail average rho_t = c/(t + c), Meterez et al. 2026; "
+                        "without averaging; a constant lr with either average) against the per-horizon optima "
+                        "(--solver exact, --optimizer sgd, no --ema)")
     p.add_argument("--maxiter", type=opt.int_at_least(1), default=300,
                    help=f"L-BFGS-B iterations per horizon (--solver logtime: at most {ROUND_ITER} per re-mesh round, "
                         f"maxiter/{ROUND_ITER} rounds)")
@@ -288,8 +289,9 @@ def _run(args, config, out, t0, W):
         note = ("; NOT RESOLVED: the excess loss P - P* is below 10 x the log-time tolerance at this horizon, the "
                 "schedules differ by less than the solver's accuracy" if top.get("resolved") is False else "")
         for name, hf in results.get("horizon_free", {}).items():
+            tail = f", tail-average c {hf['c']:.3g}" if hf.get("c") is not None else ""
             print(f"plrf optimal-schedule: horizon-free '{name}' (peak {hf['peak']:.3g}, gamma {hf['gamma']:.3g}, "
-                  f"t0 {hf['t0']:.3g}): loss / per-horizon optimum = "
+                  f"t0 {hf['t0']:.3g}{tail}): loss / per-horizon optimum = "
                   + ", ".join(f"{r:.3f} (T = {t})" for r, t in zip(hf["ratio"], hf["horizons"])))
         print(f"plrf optimal-schedule: T = {top['steps']}: optimal final loss {top['final_loss']:.6g} "
               f"(saving {100 * top['saving']:.2f}% vs {top['best_baseline']}{note}); tuned baselines: {msg}; "
@@ -535,7 +537,7 @@ def plot_laws(res, path):
     if "best_baseline_loss" in laws:
         ax2.loglog(T, np.array(laws["best_baseline_loss"]) - res["P_star"], "s--", color="0.5",
                    label="best tuned baseline")
-    for (name, hf), mk in zip(res.get("horizon_free", {}).items(), ("^", "v", "D")):
+    for (name, hf), mk in zip(res.get("horizon_free", {}).items(), ("^", "v", "D", "P", "X")):
         ax2.loglog(hf["horizons"], np.asarray(hf["losses"]) - res["P_star"], mk + ":", ms=5, lw=0.8,
                    label=f"horizon-free {name} (one schedule for all T" + (
                        ", tuned gamma = 0)" if name.startswith("power") and hf["gamma"] < 1e-3 else ")"))

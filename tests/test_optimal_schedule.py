@@ -192,7 +192,7 @@ def test_cli_tiny_run_resume_and_replot(tmp_path):
     assert {"peak", "delta", "decay_fraction"} <= set(res["shape"])
     assert "peak_slope" in res["laws"] and res["predictions"]["li_nu_expr"] == "beta/(alpha + beta)"
     hf = res["horizon_free"]
-    assert set(hf) == {"power+average", "power", "constant+average"}
+    assert set(hf) == {"power+average", "power", "constant+average", "power+tail-average", "constant+tail-average"}
     for r in hf.values():      # ratios against the per-horizon optima just computed
         np.testing.assert_allclose(np.asarray(r["losses"]) / [h["final_loss"] for h in res["horizons"]], r["ratio"],
                                    rtol=1e-12)
@@ -309,10 +309,11 @@ def test_logtime_horizon_matches_exact_optimiser():
     np.testing.assert_allclose(rec["curve_loss"][-1], rec["final_loss"], rtol=1e-12)
 
 
-def _sgd_uniform_average_numpy(spec, lr, batch=1):
-    """Independent per-mode second moments of SGD with the uniform average (numpy, written from the definitions:
+def _sgd_uniform_average_numpy(spec, lr, batch=1, c=1.0):
+    """Independent per-mode second moments of SGD with an average (numpy, written from the definitions:
     e = theta - theta*, a = avg - theta*, g = lam e + xi with E xi^2 = (lam P + lam^2 E e^2)/B, a_{t+1} =
-    (1 - rho_t) a_t + rho_t e_{t+1}, rho_t = 1/(t+1)): the losses of the iterate and of the average after each step."""
+    (1 - rho_t) a_t + rho_t e_{t+1}, rho_t = c/(t+c); c = 1: the uniform average): the losses of the iterate and
+    of the average after each step."""
     lam, n, w, P_star = (np.asarray(x, float) for x in (spec.lam, spec.n, spec.w, spec.P_star))
     ee = w / lam            # E e^2 at theta_0 = 0
     ea, aa = ee.copy(), ee.copy()
@@ -322,7 +323,7 @@ def _sgd_uniform_average_numpy(spec, lr, batch=1):
         q = 1 - eta * lam
         ee_new = q * q * ee + eta * eta * (lam * P + lam * lam * ee) / batch
         ea_old = q * ea                              # E[e' a] (the noise is independent of a)
-        rho = 1.0 / (t + 1)
+        rho = c / (t + c)
         aa = (1 - rho) ** 2 * aa + 2 * rho * (1 - rho) * ea_old + rho * rho * ee_new
         ea = (1 - rho) * ea_old + rho * ee_new
         ee = ee_new
@@ -339,17 +340,19 @@ def test_horizon_free_schedules_against_numpy_recursion():
     from theory.optimal_schedule import GAMMA_MAX, horizon_free
     horizons, targets = [30, 100, 300], [2e-2, 1e-2, 5e-3]
     cap = 0.9 * plrf.max_stable_lr(SPEC, 1)
-    for variant, col in (("power+average", 1), ("power", 0), ("constant+average", 1)):
+    for variant, col in (("power+average", 1), ("power", 0), ("constant+average", 1), ("power+tail-average", 1)):
         r = horizon_free(SPEC, horizons, targets, variant=variant)
+        c = r["c"] if r["c"] is not None else 1.0
 
         def objective(peak, gamma):
             lr = peak * (1 + np.arange(300) / r["t0"]) ** -gamma
-            P = _sgd_uniform_average_numpy(SPEC, lr)[col]
+            P = _sgd_uniform_average_numpy(SPEC, lr, c=c)[col]
             return float(np.mean(np.log(P[np.asarray(horizons) - 1] / targets))), P
         best, P = objective(r["peak"], r["gamma"])
         np.testing.assert_allclose(r["losses"], P[np.asarray(horizons) - 1], rtol=1e-10, err_msg=variant)
         np.testing.assert_allclose(r["ratio"], np.asarray(r["losses"]) / targets, rtol=1e-12)
         assert 0 < r["peak"] <= cap * (1 + 1e-12) and 0 <= r["gamma"] <= GAMMA_MAX and 1 <= r["t0"] <= 300 * (1 + 1e-9)
+        assert (r["c"] is None) == (variant != "power+tail-average") and (r["c"] is None or 1 <= r["c"] <= 1000)
         if variant == "constant+average":
             assert r["gamma"] == 0.0
         moves = [(r["peak"] * f, r["gamma"]) for f in (0.95, 1.05) if r["peak"] * f <= cap]

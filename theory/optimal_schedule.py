@@ -485,12 +485,15 @@ def tune_baselines(fam: ScheduleFamily, *, names=BASELINES, cooldowns=(0.05, 0.1
 # ---------------------------------------------------------------------------------------------------------
 # horizon-free schedules (Meterez et al. 2026): one power-law lr with iterate averaging against every horizon
 
-HORIZON_FREE = {   # variant -> (free decay exponent, read the uniform average)
-    "power+average": (True, True),      # lr_t = peak (1 + t/t0)^-gamma, loss of the uniform average
-    "power": (True, False),             # the same schedule, loss of the last iterate
-    "constant+average": (False, True),  # gamma = 0: constant lr, loss of the uniform average
+HORIZON_FREE = {   # variant -> (free decay exponent, averaging: None, "uniform" or "tail")
+    "power+average": (True, "uniform"),      # lr_t = peak (1 + t/t0)^-gamma, loss of the uniform average
+    "power": (True, None),                   # the same schedule, loss of the last iterate
+    "constant+average": (False, "uniform"),  # gamma = 0: constant lr, loss of the uniform average
+    "power+tail-average": (True, "tail"),    # the average with rho_t = c/(t + c), c >= 1 tuned (forgets early steps)
+    "constant+tail-average": (False, "tail"),
 }
 GAMMA_MAX = 1.5
+C_MAX = 1000.0     # the tail average's c: rho_t = c/(t + c); c = 1 is the uniform average
 
 
 def power_lr(peak, gamma, t0, steps: int):
@@ -503,7 +506,10 @@ def horizon_free(spectrum: Spectrum, horizons, targets, *, variant: str = "power
                  frac: float = 0.9, maxiter: int = 100) -> dict:
     """One schedule for every horizon: ``lr_t = peak (1 + t/t0)^-gamma`` (``peak <= frac x`` the stability edge,
     ``0 <= gamma <= 1.5``, ``1 <= t0 <= max(horizons)``), the loss read from the uniform average of the iterates
-    (``plrf.optimizers.sgd(lr, ema='uniform')``) or the last iterate (``variant``, :data:`HORIZON_FREE`), tuned
+    (``plrf.optimizers.sgd(lr, ema='uniform')``), from a tail average (``ema`` rate ``rho_t = c/(t + c)``,
+    ``1 <= c <= 1000`` tuned: weights growing like ``t^(c-1)``, a window that is a fixed fraction of the run, the
+    "half-life proportional to t" averaging of Meterez et al.) or the last iterate (``variant``,
+    :data:`HORIZON_FREE`), tuned
     once to minimise ``mean_i log(P(T_i) / targets_i)`` (``targets``: e.g. the per-horizon optimal losses) by
     L-BFGS-B on jax gradients through :func:`exact_loss` (every horizon read off one run to ``max(horizons)``).
     Returns ``peak``, ``gamma``, ``t0``, ``losses`` (per horizon), ``ratio`` (``losses / targets``), ``seconds``.
@@ -517,7 +523,8 @@ def horizon_free(spectrum: Spectrum, horizons, targets, *, variant: str = "power
     tg = np.asarray(targets, np.float64)
     if T.size < 1 or tg.shape != T.shape or np.any(tg <= 0):
         raise ValueError("horizon_free: targets must be positive, one per horizon")
-    free_gamma, average = HORIZON_FREE[variant]
+    free_gamma, averaging = HORIZON_FREE[variant]
+    average = averaging is not None
     t0 = time.time()
     steps = int(T[-1])
     cap = frac * plrf.max_stable_lr(spectrum, batch)
@@ -527,13 +534,18 @@ def horizon_free(spectrum: Spectrum, horizons, targets, *, variant: str = "power
     def unpack(z):
         peak = cap * jax.nn.sigmoid(z[0])
         gamma = GAMMA_MAX * jax.nn.sigmoid(z[1]) if free_gamma else jnp.float64(0.0)
-        return peak, gamma, jnp.exp(z[2])
+        return peak, gamma, jnp.exp(z[2]), jnp.exp(z[3])
+
+    def ema_of(c):
+        if averaging == "tail":
+            return c / (jnp.arange(steps, dtype=jnp.float64) + c)
+        return "uniform"
 
     @jax.jit
     def vg(z):
         def f(z):
-            peak, gamma, tz = unpack(z)
-            opt = O.sgd(power_lr(peak, gamma, tz, steps), ema="uniform")
+            peak, gamma, tz, c = unpack(z)
+            opt = O.sgd(power_lr(peak, gamma, tz, steps), ema=ema_of(c))
             _, P = exact_loss(spectrum, opt, steps=steps, batch=batch, record=T)
             return jnp.mean(jnp.log(P[:, col]) - log_tg)
         return jax.value_and_grad(f)(z)
@@ -542,20 +554,25 @@ def horizon_free(spectrum: Spectrum, horizons, targets, *, variant: str = "power
         v, g = vg(jnp.asarray(z))
         v, g = float(v), np.asarray(g)
         return (v, g) if math.isfinite(v) and np.all(np.isfinite(g)) else (1e30, np.zeros_like(g))
-    bounds = [(-20, 20), (-20, 20) if free_gamma else (0, 0), (0.0, math.log(steps))]
+    bounds = [(-20, 20), (-20, 20) if free_gamma else (0, 0), (0.0, math.log(steps)),
+              (0.0, math.log(C_MAX)) if averaging == "tail" else (0, 0)]
     best = None
-    for z0 in ([2.0, -0.5, math.log(10.0)], [2.0, 0.5, 0.5 * math.log(steps)]):
+    for z0 in ([2.0, -0.5, math.log(10.0), 1.0], [2.0, 0.5, 0.5 * math.log(steps), 2.5]):
         if not free_gamma:
             z0[1] = 0.0
+        if averaging != "tail":
+            z0[3] = 0.0
         r = minimize(fun, np.asarray(z0), jac=True, method="L-BFGS-B", bounds=bounds,
                      options=dict(maxiter=maxiter, ftol=1e-13, gtol=1e-10))
         if best is None or r.fun < best.fun:
             best = r
-    peak, gamma, tz = (float(x) for x in unpack(jnp.asarray(best.x)))
-    P = plrf.expected_loss(spectrum, O.sgd(np.asarray(power_lr(peak, gamma, tz, steps)), ema="uniform"),
+    peak, gamma, tz, c = (float(x) for x in unpack(jnp.asarray(best.x)))
+    ema = np.asarray(ema_of(c)) if averaging == "tail" else "uniform"
+    P = plrf.expected_loss(spectrum, O.sgd(np.asarray(power_lr(peak, gamma, tz, steps)), ema=ema),
                            steps=steps, batch=batch, grid=np.concatenate([[0], T]))
     losses = np.asarray(P.readouts["average"][0] if average else P.loss)[1:]
-    return dict(variant=variant, peak=peak, gamma=gamma, t0=tz, peak_over_cap=peak / cap, horizons=T.tolist(),
+    return dict(variant=variant, peak=peak, gamma=gamma, t0=tz, c=c if averaging == "tail" else None,
+                peak_over_cap=peak / cap, horizons=T.tolist(),
                 losses=losses.tolist(), ratio=(losses / tg).tolist(), iterations=int(best.nit),
                 seconds=time.time() - t0)
 
