@@ -506,15 +506,42 @@ def plot_losses(res, path):
     save(fig, path)
 
 
+def _plot_horizon_free(ax, res, hfs):
+    """P(T) / P_opt(T) of each horizon-free schedule (one schedule for every T) and of the per-horizon tuned
+    baselines."""
+    import numpy as np
+    hs = res["horizons"]
+    T = np.array([h["steps"] for h in hs], dtype=float)
+    opt_loss = np.array([h["final_loss"] for h in hs])
+    for name, mk in zip(("wsd", "cosine"), ("s--", "o--")):
+        if all(name in h["baselines"] for h in hs):
+            ax.semilogx(T, np.array([h["baselines"][name] for h in hs]) / opt_loss, mk, color="0.55", ms=4, lw=0.9,
+                        label=f"tuned {name}, per horizon")
+    for (name, hf), mk in zip(hfs.items(), ("^", "v", "D", "P", "X")):
+        same = name.startswith("power") and hf["gamma"] < 1e-3
+        ax.semilogx(hf["horizons"], hf["ratio"], mk + "-", ms=6 if not same else 9, lw=1.0,
+                    mfc="none" if same else None,
+                    label=f"{name}" + (" (tuned gamma = 0)" if same else "")
+                          + (f", c = {hf['c']:.3g}" if hf.get("c") is not None else ""))
+    ax.axhline(1, color="k", lw=0.8)
+    ax.set_xlabel("horizon T")
+    ax.set_ylabel("P(T) / per-horizon optimum")
+    ax.set_title("horizon-free: one schedule for every T", fontsize=9)
+    top = max([max(hf["ratio"]) for hf in hfs.values()] + [1.0])
+    ax.set_ylim(0.95, 1 + 2.0 * (top - 1) + 0.05)     # headroom: the legend sits above the data
+    ax.legend(fontsize=6, loc="upper right")
+
+
 def plot_laws(res, path):
     import numpy as np
 
     from .plotting import new_figure, save
     laws, preds = res["laws"], res["predictions"]
     T = np.array(laws["steps"], dtype=float)
-    fig, axes = new_figure(ncols=3, width=4.6, height=3.8)
+    hfs = res.get("horizon_free", {})
+    fig, axes = new_figure(ncols=4 if hfs else 3, width=4.6, height=3.8)
     fig.subplots_adjust(wspace=0.42)
-    ax, ax2, ax3 = axes[0]
+    ax, ax2, ax3 = axes[0][:3]
     peak = np.array(laws["peak"])
     ax.loglog(T, peak, "o-", label="optimal peak" + (f" (slope {laws['peak_slope']:.2f})" if "peak_slope" in laws else ""))
     ax.axhline(res["cap"], color="tab:red", lw=0.8, ls=":", label="cap")
@@ -537,10 +564,6 @@ def plot_laws(res, path):
     if "best_baseline_loss" in laws:
         ax2.loglog(T, np.array(laws["best_baseline_loss"]) - res["P_star"], "s--", color="0.5",
                    label="best tuned baseline")
-    for (name, hf), mk in zip(res.get("horizon_free", {}).items(), ("^", "v", "D", "P", "X")):
-        ax2.loglog(hf["horizons"], np.asarray(hf["losses"]) - res["P_star"], mk + ":", ms=5, lw=0.8,
-                   label=f"horizon-free {name} (one schedule for all T" + (
-                       ", tuned gamma = 0)" if name.startswith("power") and hf["gamma"] < 1e-3 else ")"))
     for key, lab, st in (("li_loss_exponent", "Li et al. (noise floor P*)", "k--"),
                          ("noiseless_loss_exponent", "noiseless window (s)", "k:")):
         if preds.get(key):
@@ -556,5 +579,7 @@ def plot_laws(res, path):
     ax3.set_xlabel("horizon T")
     ax3.set_title("end exponent and decay fraction", fontsize=9)
     ax3.legend(fontsize=6.5)
+    if hfs:
+        _plot_horizon_free(axes[0][3], res, hfs)
     fig.suptitle(_title(res), fontsize=8)
     save(fig, path)
