@@ -217,6 +217,8 @@ def test_cli_tiny_run_resume_and_replot(tmp_path):
     (["--solver", "logtime", "--objective", "anytime"], "--objective"),
     (["--solver", "logtime", "--ema", "uniform"], "--ema"),
     (["--solver", "fast"], "--solver"),
+    (["--horizon-free", "--optimizer", "momentum"], "--horizon-free"),
+    (["--horizon-free", "--solver", "logtime"], "--horizon-free"),
 ])
 def test_cli_bad_option_exits_2_naming_it(tmp_path, capsys, argv, needle):
     from cli_util import run_cli

@@ -355,6 +355,7 @@ def solve_horizon_logtime(spectrum: Spectrum, *, steps: int, knots: int = 64, sp
     from .optimal_schedule import fit_shape
     t0 = time.time()
     T = int(steps)
+    edge = float(plrf.max_stable_lr(spectrum, batch))
     base = {}
     for name in ("constant", "cosine", "linear"):
         loss, peak = tune_baseline(spectrum, name, steps=T, batch=batch, frac=frac, rtol=rtol)
@@ -381,7 +382,7 @@ def solve_horizon_logtime(spectrum: Spectrum, *, steps: int, knots: int = 64, sp
                iterations=int(sum(x[1] for x in r.rounds)), evaluations=int(sum(x[1] + 1 for x in r.rounds)),
                optimize_seconds=r.seconds, message=f"{len(r.rounds)} re-mesh rounds (log-time replay, L-BFGS-B)",
                curve_steps=np.asarray(curve.steps), curve_loss=np.asarray(curve.loss),
-               edge=float(plrf.max_stable_lr(spectrum, batch)), cap=float(frac * plrf.max_stable_lr(spectrum, batch)),
+               edge=edge, cap=frac * edge,
                P_star=float(spectrum.P_star), baseline_seconds=t_base, baselines=base)
     rec["baseline_curves"] = {
         k: np.asarray(solve_logtime(spectrum, shape_schedule(k, b["peak"], T, b["cooldown"] or 0.2), steps=T,
