@@ -35,6 +35,17 @@ t -> inf limit equals the ridgeless closed form (ridge_losses) to 1e-6 at N > d 
 itself, O(1/N) relative, measured against exact full-batch GD on sampled (Z, y) in the tests (within the seed
 standard error plus 3% at d = 200, N = 100..400). The lr must keep |1 - eta z| bounded on the contour
 (eta X <~ 1.4, i.e. about eta <= 1 / ||S||); larger lr is refused.
+
+Any linear optimizer of plrf.optimizers (``full_batch_losses``): started at theta_0 = 0 with zero auxiliary
+state, every read-out (iterate, EMA / uniform average, schedule-free's x and z) is theta_t = q_t(S) r with q_t a
+polynomial, so the formulas above hold with h_t(z) = 1 - z q_t(z) (``residual_filters``: the optimizer's per-mode
+first-moment recursion at the complex eigenvalue z, h_t = -c_out . m_t, m' = (A + z u c_eval^T) m + f, m_0 = s0;
+weight decay is the forcing f). The small arc has radius 0.05 / max_t q_t(0). Momentum's stable region is a thin
+ellipse around the spectrum (imaginary half-width (1 - mu)/lr), so the rays are narrowed from pi/4 (halving, down
+to pi/64) until |h_t| <= 1e4 on the contour and h_t^2, (1 - h_t)^2 are resolved on every panel; the result does
+not depend on the contour (doubling the nodes changes it by < 1e-4 relative, 2.5e-5 measured at N = d; P(0) to
+1e-6 on the narrowed contour). Agreement with exact full-batch training on sampled (Z, y) (heavy ball, momentum
++ EMA, DANA-decaying; d = 200, N = 100, 400): within the seed standard error plus 3%.
 """
 from __future__ import annotations
 
@@ -320,24 +331,26 @@ def _as_opt(optimizer):
 
 def _describe(opt) -> str:
     """The optimizer with its hyper-parameters in the user's names (for error messages)."""
-    def v(k):
+    def v(k, f=lambda x: x):
         hp = opt.h[k]
         val = np.asarray(hp.value)
-        s = format(float(val), ".4g") if val.ndim == 0 else f"array[{val.size}]"
+        s = format(f(float(val)), ".4g") if val.ndim == 0 else f"array[{val.size}]"
         return s if hp.shape is None else f"{s} x {getattr(hp.shape, 'name', 'schedule')}"
-    h = opt.h
-    if opt.name == "momentum":
-        parts = [f"lr = {v('g3')}", f"momentum = 1 - {v('delta')}"]
-    elif opt.name == "nesterov":
-        parts = [f"lr = {v('g2')}", f"momentum = 1 - {v('delta')}"]
+
+    def zero(k):
+        hp = opt.h.get(k)
+        return hp is None or (hp.shape is None and np.ndim(hp.value) == 0 and float(hp.value) == 0)
+    mu = (lambda x: 1.0 - x)
+    if opt.name in ("momentum", "nesterov"):
+        parts = [f"lr = {v('g3' if opt.name == 'momentum' else 'g2')}",
+                 f"momentum = {v('delta', mu) if opt.h['delta'].shape is None else '1 - ' + v('delta')}"]
     elif opt.name == "sgd":
         parts = [f"lr = {v('g2')}"]
     elif opt.name == "schedule-free":
         parts = [f"lr = {v('lr')}", f"beta = {v('beta')}"]
     else:
-        parts = [f"{k} = {v(k)}" for k in sorted(h)]
-    parts += [f"{k} = {v(k)}" for k in ("wd", "rho") if k in h and opt.name in ("momentum", "nesterov", "sgd",
-                                                                               "schedule-free")]
+        parts = [f"{k} = {v(k)}" for k in sorted(opt.h) if k not in ("wd", "rho")]
+    parts += [f"{'ema' if k == 'rho' else k} = {v(k)}" for k in ("wd", "rho") if not zero(k)]
     return f"{opt.name} ({', '.join(parts)})"
 
 
