@@ -731,7 +731,8 @@ def test_full_batch_theory_vs_exact_training_on_samples(spec200, samples200, N, 
     # the deterministic equivalent of full-batch training with the optimizer against exact full-batch training
     # on 20 sampled (Z, y) (d = 200, label noise 0.05), every read-out, population and training loss.
     # Tolerance: 4 standard errors of the draw mean plus 3% for the O(1/N) deterministic-equivalent error (the
-    # GD test's allowance; measured here: at most 2.7% and 2.9 s.e. over the grid)
+    # GD test's allowance; measured here: at most 3.0 s.e. over the grid; relative gaps above 3% only where the
+    # draw s.e. is large, in the early momentum ringing)
     from theory.finite_data import full_batch_losses
     lam, w, Ps = np.asarray(spec200.lam), np.asarray(spec200.w), float(spec200.P_star)
     ts = np.sqrt(w / lam)
