@@ -698,7 +698,8 @@ def _exact_full_batch(rows, kind, hp, times, lam, ts, P_star, noise):
     s = np.array([r[0] for r in rows])
     c = np.array([r[2] for r in rows])
     th, buf, avg = (np.zeros_like(s) for _ in range(3))
-    rec = {"iterate": [], "average": []}
+    zz = np.zeros_like(s)                      # schedule-free: th is its x (the output), zz its z sequence
+    rec = {"iterate": [], "average": [], "z": []}
 
     def losses(v):
         out = []
@@ -712,8 +713,13 @@ def _exact_full_batch(rows, kind, hp, times, lam, ts, P_star, noise):
             rec["iterate"].append(losses(th))
             if "ema" in hp:
                 rec["average"].append(losses(avg))
+            if kind == "schedule-free":
+                rec["z"].append(losses(zz))
         g = s * th - c
-        if kind == "momentum":
+        if kind == "schedule-free":             # gradient at y = (1 - beta) z + beta x; x averages z uniformly
+            zz = zz - hp["lr"] * (s * ((1 - hp["beta"]) * zz + hp["beta"] * th) - c)
+            th = (1 - 1.0 / (t + 1)) * th + zz / (t + 1)
+        elif kind == "momentum":
             buf = hp["mu"] * buf + g
             th = th - hp["lr"] * buf
         else:                                   # dana-decaying
@@ -725,11 +731,12 @@ def _exact_full_batch(rows, kind, hp, times, lam, ts, P_star, noise):
     return {k: (np.array(v)[:, :, 0].T, np.array(v)[:, :, 1].T) for k, v in rec.items() if v}
 
 
-@pytest.mark.parametrize("N", [100, 400])
-@pytest.mark.parametrize("case", ["heavy-ball", "dana-decaying", "momentum-ema"])
+@pytest.mark.parametrize("N, case", [(N, c) for N in (100, 400) for c in ("heavy-ball", "dana-decaying",
+                                                                         "momentum-ema")] + [(400, "schedule-free")])
 def test_full_batch_theory_vs_exact_training_on_samples(spec200, samples200, N, case):
     # the deterministic equivalent of full-batch training with the optimizer against exact full-batch training
-    # on 20 sampled (Z, y) (d = 200, label noise 0.05), every read-out, population and training loss.
+    # on 20 sampled (Z, y) (d = 200, label noise 0.05), every read-out, population and training loss (schedule-
+    # free: its x and z sequences).
     # Tolerance: 4 standard errors of the draw mean plus 3% for the O(1/N) deterministic-equivalent error (the
     # GD test's allowance; measured here: at most 3.0 s.e. over the grid; relative gaps above 3% only where the
     # draw s.e. is large, in the early momentum ringing)
@@ -742,6 +749,9 @@ def test_full_batch_theory_vs_exact_training_on_samples(spec200, samples200, N, 
         hp = dict(g2=dd["g2"], g3=dd["g3_decaying"], delta=dd["delta"], kappa=dd["kappa"])
         opt = O.dana_decaying(hp["g2"], hp["g3"], delta=hp["delta"], kappa=hp["kappa"])
         kind = "dana-decaying"
+    elif case == "schedule-free":            # two sequences, both read out (x: the output, z)
+        hp = dict(lr=lr_gd, beta=0.9)
+        opt, kind = O.schedule_free(lr_gd, 0.9), "schedule-free"
     else:   # heavy ball mu = 0.9 at the same effective step lr / (1 - mu) as the GD test
         hp = dict(lr=0.1 * lr_gd, mu=0.9, **(dict(ema=0.01) if case == "momentum-ema" else {}))
         opt = O.momentum(hp["lr"], hp["mu"], ema=hp.get("ema"))
