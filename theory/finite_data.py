@@ -45,7 +45,8 @@ ellipse around the spectrum (imaginary half-width (1 - mu)/lr), so the rays are 
 to pi/64) until |h_t| <= 1e4 on the contour and h_t^2, (1 - h_t)^2 are resolved on every panel; the result does
 not depend on the contour (doubling the nodes changes it by < 1e-4 relative, 2.5e-5 measured at N = d; P(0) to
 1e-6 on the narrowed contour). Agreement with exact full-batch training on sampled (Z, y) (heavy ball, momentum
-+ EMA, DANA-decaying, schedule-free; d = 200, N = 100, 400): within 4 seed standard errors plus 3% (at most 3.0 s.e. measured).
++ EMA, DANA-decaying, schedule-free; d = 200, N = 100, 400): within 4 seed standard errors plus 3% (at most 3.0
+s.e. measured).
 """
 from __future__ import annotations
 
@@ -355,7 +356,6 @@ def _describe(opt) -> str:
 
 
 def _const_hyper(hp) -> bool:
-    from plrf.optimizers import Hyper  # noqa: F401
     import jax
     if isinstance(hp.value, jax.core.Tracer) or np.ndim(hp.value) != 0:
         return False
