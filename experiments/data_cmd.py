@@ -1,13 +1,15 @@
 """``plrf data``: multi-epoch SGD on N stored samples vs theory, population and training loss vs epochs.
 
 One W instance (``--seed``, the W of ``plrf curve --seed``); per SGD seed a sample of ``--samples`` N points is
-drawn once (plrf.finite_data, exact in distribution in K's eigenbasis) and plain SGD (lr ``--lr``, batch
-``--batch``, ``--sampling`` reshuffle or replacement) runs ``--epochs`` K passes over it. Compared with, on
+drawn once (plrf.finite_data, exact in distribution in K's eigenbasis) and SGD (or ``--optimizer``: lr ``--lr``,
+batch ``--batch``, ``--sampling`` reshuffle or replacement) runs ``--epochs`` K passes over it. Compared with, on
 the same spectrum:
 
-- the deterministic equivalent of full-batch GD on N samples with the same lr and number of steps
-  (theory.finite_data.gd_losses): the mean SGD step is the GD step, so it is the SGD curve without the SGD
-  noise (exact as lr -> 0 at fixed lr x steps; the SGD-noise correction on a finite sample is not derived);
+- the deterministic equivalent of full-batch training on N samples with the same optimizer, hyper-parameters
+  and number of steps (plain SGD: theory.finite_data.gd_losses, full-batch GD; any other optimizer:
+  theory.finite_data.full_batch_losses, for the reported read-out): the mean stochastic step is the full-batch
+  step, so it is the simulated curve without the gradient noise (exact as lr -> 0 at fixed lr x steps; the
+  SGD-noise correction on a finite sample is not derived);
 - the exact one-pass theory (plrf.expected_loss): the same SGD with a fresh sample at every step (K N samples).
 
 Writes OUT/results.json (config, the step grid, epochs, simulated means and standard errors, both theories)
@@ -142,7 +144,7 @@ def _run(args, config, out, t0, spec, lr, optimizer, steps, prev, np):
 
     import plrf
     from plrf.finite_data import simulate_finite
-    from theory.finite_data import gd_losses
+    from theory.finite_data import full_batch_losses, gd_losses
 
     N, B = args.samples, args.batch
     grid = _grid(args, steps)
@@ -161,17 +163,22 @@ def _run(args, config, out, t0, spec, lr, optimizer, steps, prev, np):
                    train=train, train_stderr=train_se, gap=gap.mean(0),
                    gap_stderr=gap.std(0, ddof=1) / np.sqrt(gap.shape[0]))
         out.save(dict(sim=sim), wall_time=time.time() - t0, status="partial")
-    _say(args, t0, "theory: GD deterministic equivalent and exact one-pass")
+    name = optim_options.label(args)
+    _say(args, t0, f"theory: full-batch {name} deterministic equivalent and exact one-pass")
     lam, w = np.asarray(spec.lam), np.asarray(spec.w)
-    if not optim_options.plain_sgd(args):
-        gd_res = dict(pop=None, train=None, note=f"GD theory is for plain SGD; the full-batch limit of "
-                                                 f"{optim_options.label(args)} on N samples is not derived")
-    else:
-        try:
+    what = (f"deterministic equivalent of full-batch {'GD' if name == 'sgd' else name} on the N samples (same "
+            f"hyper-parameters and steps{', the ' + readout if readout != 'iterate' else ''}); the SGD-noise "
+            "correction on the finite sample is not included")
+    try:
+        if optim_options.plain_sgd(args):
             gd = gd_losses(lam, w, float(spec.P_star), N, grid, lr=lr)
-            gd_res = dict(pop=gd.pop, train=gd.train, note=None)
-        except ValueError as err:       # lr too large for the contour method: report, do not fail the run
-            gd_res = dict(pop=None, train=None, note=str(err))
+            gd_res = dict(pop=gd.pop, train=gd.train, optimizer=name, readout="iterate", note=what)
+        else:
+            fb = full_batch_losses(lam, w, float(spec.P_star), N, grid, optimizer)
+            pop_th, train_th = fb.readout(readout if readout in fb.readouts else fb.readouts[0])
+            gd_res = dict(pop=pop_th, train=train_th, optimizer=name, readout=readout, note=what)
+    except ValueError as err:           # lr too large for the contour method: report, do not fail the run
+        gd_res = dict(pop=None, train=None, optimizer=name, readout=readout, note=str(err))
     ex = plrf.expected_loss(spec, optimizer, steps=steps, batch=B, grid=grid)
     one = ex if readout == "iterate" else ex._replace(loss=np.asarray(ex.readouts[readout][0]))
     epochs = np.asarray(grid, float) * B / N
@@ -193,15 +200,17 @@ def _run(args, config, out, t0, spec, lr, optimizer, steps, prev, np):
                    pop_onepass=float(one.loss[-1])),
         gd_rel_gap_max=None if gd_res["pop"] is None else float(np.max(np.abs(pop / gd_res["pop"] - 1))),
         gd_z_max=None if z_gd is None else float(np.max(np.abs(z_gd[1:]))),
-        note="gd_theory: deterministic equivalent of full-batch GD (same lr and steps): the mean SGD step "
-             "without SGD noise; onepass_exact: fresh samples every step")
+        note=f"gd_theory: {what} (the mean stochastic step without its noise); onepass_exact: fresh samples "
+             "every step")
     out.save(results, wall_time=time.time() - t0)
     plot(_as_read(results, config), config, out.file("data.png"))
     f = results["final"]
+    th = f"full-batch {'GD' if name == 'sgd' else name} theory"
     _say(args, t0, f"effective data multiplier after {args.epochs} epochs: E = {E_sim[-1]:.3g} (simulation), "
-                   f"{'-' if E_gd is None else format(E_gd[-1], '.3g')} (GD theory)")
+                   f"{'-' if E_gd is None else format(E_gd[-1], '.3g')} ({th})")
+    pth = "-" if f["pop_gd_theory"] is None else format(f["pop_gd_theory"], ".4g")
     _say(args, t0, f"after {args.epochs} epochs: population {f['pop_sim']:.4g} +- {f['pop_sim_stderr']:.2g} "
-                   f"(GD theory {f['pop_gd_theory']}, one-pass with {args.epochs * N} fresh samples "
+                   f"({th} {pth}, one-pass with {args.epochs * N} fresh samples "
                    f"{f['pop_onepass']:.4g}); training {f['train_sim']:.4g}; wrote {args.out}/results.json and "
                    "data.png")
 
@@ -247,15 +256,17 @@ def plot(r, config, path):
     m = ep > 0
     sim, gd, one = r["sim"], r["gd_theory"], r["onepass_exact"]
     name = "SGD" if config.get("optimizer", "sgd") == "sgd" else config["optimizer"]
+    th_opt = gd.get("optimizer") or "sgd"
+    th = ("GD" if th_opt == "sgd" else f"full-batch {th_opt}") + " det. equivalent"
     ax = axes[0, 0]
     band(ax, ep[m], np.asarray(sim["pop"], float)[m], np.asarray(sim["pop_stderr"], float)[m],
          f"population, {name} sim ({config['seeds']} seeds)", color="tab:blue")
     band(ax, ep[m], np.asarray(sim["train"], float)[m], np.asarray(sim["train_stderr"], float)[m],
          f"training, {name} sim", color="tab:orange")
     if gd.get("pop") is not None:
-        ax.plot(ep[m], np.asarray(gd["pop"], float)[m], "k--", lw=1.2, label="population, GD det. equivalent")
+        ax.plot(ep[m], np.asarray(gd["pop"], float)[m], "k--", lw=1.2, label=f"population, {th}")
         ax.plot(ep[m], np.asarray(gd["train"], float)[m], "--", color="tab:red", lw=1.2,
-                label="training, GD det. equivalent")
+                label=f"training, {th}")
     ax.plot(ep[m], np.asarray(one["pop"], float)[m], ":", color="tab:green", lw=1.8,
             label="population, one pass (fresh samples), exact")
     ax.axhline(r["P_star"], color="0.5", lw=0.8, label="P* (+ label noise)")
@@ -277,7 +288,7 @@ def plot(r, config, path):
     band(ax, ep[m], gap[m], gse[m], f"{name} sim (mean +- s.e. of the paired gap)", color="tab:purple")
     if gd.get("pop") is not None:
         ax.plot(ep[m], (np.asarray(gd["pop"], float) - np.asarray(gd["train"], float))[m], "k--", lw=1.2,
-                label="GD det. equivalent")
+                label=th)
     ax.set_xscale("log")
     ax.set_xlabel("epochs")
     ax.set_ylabel("population - training loss")
@@ -290,7 +301,7 @@ def plot(r, config, path):
     curves = [(np.asarray(r["E_sim"], float)[m], dict(marker="o", ms=3, color="tab:blue", label=f"{name} simulation"))]
     if r.get("E_gd_theory") is not None:
         curves.append((np.asarray(r["E_gd_theory"], float)[m], dict(ls="--", color="k", lw=1.2,
-                                                                     label="GD det. equivalent")))
+                                                                     label=th)))
     effective_panel(axes[0, 2], ep[m], curves, "effective data multiplier (vs the exact one-pass curve)",
                     ylabel="E = fresh samples of equal one-pass loss / N")
     save(fig, path)
