@@ -365,30 +365,33 @@ def _sys_solve(z, Q0, Qp, hp, hist, h, powers, rows, P_star):
 
 @functools.partial(jax.jit, static_argnames=("forced", "constant"))
 def _sys_attempt(z, P0, Qp, hp, hist, r0, h, h1, bits, opt, lam, n, B, P_star, forced, constant):
-    """Two halves (``h1``, ``h - h1``) and one whole interval, each with the system frozen at its midpoint;
-    returns the two-half result, ``P`` at the midpoint and the step-doubling error
-    ``sum_k sum_rows |row . (z_whole - z_half)| / P``. ``bits``: binary digits of ``h``.
+    """Two halves (``h1``, ``h2 = h - h1`` with ``h2 - h1`` in {0, 1}) and one whole interval, each with the
+    system frozen at its midpoint; returns the two-half result, ``P`` at the midpoint and the step-doubling
+    error ``sum_k sum_rows |row . (z_whole - z_half)| / P``. ``bits``: binary digits of ``h1``.
 
-    ``constant`` (hyper-parameters that do not change with the step): one powering of length ``h1`` gives all
-    three (``h - h1 = h1`` or ``h1 + 1``, the whole by :func:`_combine`); otherwise the three frozen systems
-    are powered in one loop, side by side along the mode axis."""
+    One powering loop of length ``h1`` serves all three: with constant hyper-parameters on the one system
+    (``h2`` and ``h`` then follow by :func:`_combine`); otherwise on the three frozen systems side by side along
+    the mode axis, the second then advanced by one step when ``h2 = h1 + 1`` and the third doubled (and
+    advanced by one step when ``h`` is odd)."""
     h2 = h - h1
     d = lam.shape[0]
+    step = lambda p, E, b, L: _combine(p, (E, b, jnp.zeros_like(b), jnp.zeros_like(b)), L)  # noqa: E731
+    pick = lambda c, a, o: jax.tree.map(lambda x, y: jnp.where(c, x, y), a, o)  # noqa: E731
     if constant:
         E, b, rows = pm.system_map(opt.system(r0), lam, n, B, forced)
         p1 = _powers(E, b, h1, bits)
-        one = (E, b, jnp.zeros_like(b), jnp.zeros_like(b))
-        p2 = jax.tree.map(lambda a, o: jnp.where(h2 > h1, a, o), _combine(p1, one, h1), p1)
+        p2 = pick(h2 > h1, step(p1, E, b, h1), p1)
         pw = _combine(p1, p2, h1)
     else:
         maps = [pm.system_map(opt.system(t), lam, n, B, forced) for t in
                 (r0 + (h1 - 1.0) / 2.0, r0 + h1 + (h2 - 1.0) / 2.0, r0 + (h - 1.0) / 2.0)]
         rows = maps[0][2]
-        E3 = jnp.concatenate([m[0] for m in maps], axis=-1)
-        b3 = jnp.concatenate([m[1] for m in maps], axis=-1)
-        hs = jnp.concatenate([jnp.full((d,), x) for x in (h1, h2, h)])
-        allp = _powers(E3, b3, hs, bits)
-        p1, p2, pw = (tuple(x[..., i * d:(i + 1) * d] for x in allp) for i in range(3))
+        allp = _powers(jnp.concatenate([m[0] for m in maps], axis=-1),
+                       jnp.concatenate([m[1] for m in maps], axis=-1), h1, bits)
+        p1, p2, p3 = (tuple(x[..., i * d:(i + 1) * d] for x in allp) for i in range(3))
+        p2 = pick(h2 > h1, step(p2, maps[1][0], maps[1][1], h1), p2)
+        p3 = _combine(p3, p3, h1)
+        pw = pick(h > 2.0 * h1, step(p3, maps[2][0], maps[2][1], 2.0 * h1), p3)
     zm, Pm, _ = _sys_solve(z, P0, Qp, hp, hist, h1, p1, rows, P_star)
     zh, Ph, Lh = _sys_solve(zm, Pm, P0, h1, True, h2, p2, rows, P_star)
     zf, Pf, _ = _sys_solve(z, P0, Qp, hp, hist, h, pw, rows, P_star)
@@ -514,7 +517,7 @@ class _SystemKernel:
             ch = float(_coef_change(self.opt, float(r), float(r + hh - 1)))
             if ch > LR_CHANGE:
                 return max(0.2, 0.8 * LR_CHANGE / ch)
-        zh, Ph, Pm, Lh, err = _sys_attempt(z, P, Qp, hp, hist, float(r), float(hh), float(h1), _bits(hh),
+        zh, Ph, Pm, Lh, err = _sys_attempt(z, P, Qp, hp, hist, float(r), float(hh), float(h1), _bits(h1),
                                            self.opt, self.lam, self.n, self.B, self.P_star, self.forced,
                                            self.constant)
         return zh, float(Ph), float(Pm), float(err), np.asarray(Lh)
