@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .spectrum import Spectrum
@@ -137,8 +139,15 @@ def check_system(spec: Spectrum, opt, batch: int, grid, *, allow_unstable: bool 
         return
     steps = np.unique(np.asarray(grid, dtype=np.int64))
     probe = steps if steps.size <= 64 else steps[np.unique(np.linspace(0, steps.size - 1, 64).round().astype(int))]
-    for t in probe:
-        sys = opt.system(float(t))
+    seen = set()   # a system met before (constant hyper-parameters: every step) is not checked again
+    # every probe step in one evaluation
+    systems = jax.tree.map(np.asarray, jax.vmap(opt.system)(jnp.asarray(probe, jnp.float64)))
+    for i, t in enumerate(probe):
+        sys = jax.tree.map(lambda a: a[i], systems)
+        key = tuple(np.asarray(x, np.float64).tobytes() for x in sys)
+        if key in seen:
+            continue
+        seen.add(key)
         radius, kn = system_edges(spec, sys, batch)
         if radius >= 1 + 1e-9 or kn >= 1:
             vals = {k: float(v) for k, v in opt.values(float(t)).items()}

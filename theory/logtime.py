@@ -295,41 +295,61 @@ _mm = pm.permode_mm
 _mv = pm.permode_mv
 
 
-def _powers(E, b, h):
+def _bits(h) -> int:
+    """Binary digits of the longest interval ``h`` (a Python number): the powering loop's trip count."""
+    return max(1, int(h).bit_length())
+
+
+def _powers(E, b, h, bits=NBITS):
     """``G^h - I`` and ``S_p = sum_{m<h} m^p G^m b`` (p = 0, 1, 2) for ``G = I + E``, by binary powering
     (most significant bit first: ``L -> 2L`` then ``L -> L + 1`` on a set bit), all in deviation form:
     ``S_p(2L) = S_p + G^L sum_j binom(p, j) L^(p-j) S_j``, ``G^(2L) - I = 2 E_L + E_L^2``. O(nz^3 log h) per mode;
-    no eigen-decomposition (complex or defective eigenvalues of momentum are no special case)."""
+    no eigen-decomposition (complex or defective eigenvalues of momentum are no special case).
+
+    ``h``: a number, or one length per mode (shape (d,): several systems powered in one loop, concatenated
+    along the mode axis). Only the low ``bits`` binary digits of ``h`` are read (``h < 2^bits``, a traced trip
+    count: the leading zero digits would double exact zeros, so skipping them changes no number). With a
+    scalar ``h`` the ``+ 1`` update runs only on set digits."""
     hi = jnp.asarray(h).astype(jnp.int64)
     zero_v = jnp.zeros_like(b)
+    scalar = hi.ndim == 0
+
+    def plus_one(c, E=E, b=b):
+        EL, S0, S1, S2, L = c
+        Gb = b + _mv(EL, b)
+        return EL + E + _mm(EL, E), S0 + Gb, S1 + L * Gb, S2 + L * L * Gb, L + 1.0
 
     def body(k, c):
         EL, S0, S1, S2, L = c
         bit = (hi >> (NBITS - 1 - k)) & 1
         G = lambda v: v + _mv(EL, v)  # noqa: E731
-        S0d = S0 + G(S0)
-        S1d = S1 + G(S1 + L * S0)
-        S2d = S2 + G(S2 + 2.0 * L * S1 + L * L * S0)
-        ELd = 2.0 * EL + _mm(EL, EL)
-        Ld = 2.0 * L
-        Gb = b + _mv(ELd, b)
-        S0i, S1i, S2i = S0d + Gb, S1d + Ld * Gb, S2d + Ld * Ld * Gb
-        ELi = ELd + E + _mm(ELd, E)
+        dbl = (2.0 * EL + _mm(EL, EL), S0 + G(S0), S1 + G(S1 + L * S0), S2 + G(S2 + 2.0 * L * S1 + L * L * S0),
+               2.0 * L)
+        if scalar:
+            return jax.lax.cond(bit == 1, plus_one, lambda c: c, dbl)
         on = bit == 1
-        return (jnp.where(on, ELi, ELd), jnp.where(on, S0i, S0d), jnp.where(on, S1i, S1d),
-                jnp.where(on, S2i, S2d), jnp.where(on, Ld + 1.0, Ld))
+        return jax.tree.map(lambda a, o: jnp.where(on, a, o), plus_one(dbl), dbl)
 
-    init = (jnp.zeros_like(E), zero_v, zero_v, zero_v, jnp.zeros((), jnp.float64))
-    EL, S0, S1, S2, _ = jax.lax.fori_loop(0, NBITS, body, init)
+    L0 = jnp.zeros((), jnp.float64) if scalar else jnp.zeros(hi.shape, jnp.float64)
+    init = (jnp.zeros_like(E), zero_v, zero_v, zero_v, L0)
+    EL, S0, S1, S2, _ = jax.lax.fori_loop(NBITS - jnp.asarray(bits, jnp.int32), NBITS, body, init)
     return EL, S0, S1, S2
 
 
-def _sys_interval(z, Q0, Qp, hp, hist, h, t, opt, lam, n, B, P_star, forced):
-    """Advance ``z`` over ``h`` steps with the system frozen at step ``t``; ``P_eval`` over the interval is the
-    quadratic through ``P(r1)`` (unknown: solved for), ``P(r0) = Q0`` and the previous node ``Qp`` (``hp`` steps
-    before r0; linear without one) exactly as for SGD. Returns ``z(r1), P_eval(r1)``, the losses and the rows."""
-    E, b, rows = pm.system_map(opt.system(t), lam, n, B, forced)
-    EL, S0, S1, S2 = _powers(E, b, h)
+def _combine(pa, pc, a):
+    """The powers of length ``a + c`` from those of lengths ``a`` (``pa``) and ``c`` (``pc``):
+    ``G^(a+c) - I = E_a + E_c + E_a E_c``, ``S_p(a + c) = S_p(a) + G^a sum_j binom(p, j) a^(p-j) S_j(c)``."""
+    Ea, S0a, S1a, S2a = pa
+    Ec, S0c, S1c, S2c = pc
+    G = lambda v: v + _mv(Ea, v)  # noqa: E731
+    return (Ea + Ec + _mm(Ea, Ec), S0a + G(S0c), S1a + G(S1c + a * S0c), S2a + G(S2c + 2.0 * a * S1c + a * a * S0c))
+
+
+def _sys_solve(z, Q0, Qp, hp, hist, h, powers, rows, P_star):
+    """Advance ``z`` over ``h`` steps given the interval's powers (:func:`_powers`); ``P_eval`` over the interval
+    is the quadratic through ``P(r1)`` (unknown: solved for), ``P(r0) = Q0`` and the previous node ``Qp`` (``hp``
+    steps before r0; linear without one) exactly as for SGD. Returns ``z(r1), P_eval(r1)`` and the losses."""
+    EL, S0, S1, S2 = powers
     T0, T1, T2 = S0, S0 + S1, S0 + 2.0 * S1 + S2
     H = h + hp
     w1q = (T2 - (2.0 * h + hp) * T1 + h * H * T0) / (h * H)
@@ -340,34 +360,44 @@ def _sys_interval(z, Q0, Qp, hp, hist, h, t, opt, lam, n, B, P_star, forced):
     bb = jnp.where(hist, w1q, w1l)
     P1 = (P_star + jnp.sum(rows[0] * known)) / (1.0 - jnp.sum(rows[0] * bb))
     z1 = known + bb * P1
-    return z1, P1, P_star + jnp.sum(rows[1:] * z1[None], axis=(1, 2)), rows
+    return z1, P1, P_star + jnp.sum(rows[1:] * z1[None], axis=(1, 2))
 
 
-@functools.partial(jax.jit, static_argnames=("forced",))
-def _sys_attempt(z, P0, Qp, hp, hist, r0, h, h1, opt, lam, n, B, P_star, forced):
-    """Two halves and one whole interval (one compiled interval body in a scan); returns the two-half result,
-    ``P`` at the midpoint and the step-doubling error ``sum_k sum_rows |row . (z_whole - z_half)| / P``."""
+@functools.partial(jax.jit, static_argnames=("forced", "constant"))
+def _sys_attempt(z, P0, Qp, hp, hist, r0, h, h1, bits, opt, lam, n, B, P_star, forced, constant):
+    """Two halves (``h1``, ``h2 = h - h1`` with ``h2 - h1`` in {0, 1}) and one whole interval, each with the
+    system frozen at its midpoint; returns the two-half result, ``P`` at the midpoint and the step-doubling
+    error ``sum_k sum_rows |row . (z_whole - z_half)| / P``. ``bits``: binary digits of ``h1``.
+
+    One powering loop of length ``h1`` serves all three: with constant hyper-parameters on the one system
+    (``h2`` and ``h`` then follow by :func:`_combine`); otherwise on the three frozen systems side by side along
+    the mode axis, the second then advanced by one step when ``h2 = h1 + 1`` and the third doubled (and
+    advanced by one step when ``h`` is odd)."""
     h2 = h - h1
-    hs = jnp.stack([h1, h2, h])
-    ts = jnp.stack([r0 + (h1 - 1.0) / 2.0, r0 + h1 + (h2 - 1.0) / 2.0, r0 + (h - 1.0) / 2.0])
-    hps = jnp.stack([hp, h1, hp])
-    hists = jnp.stack([hist, True, hist])
-
-    def body(carry, i):
-        zm, Pm = carry
-        mid = i == 1
-        z_in = jnp.where(mid, zm, z)
-        Q_in, Qp_in = jnp.where(mid, Pm, P0), jnp.where(mid, P0, Qp)
-        z1, P1, L1, rows = _sys_interval(z_in, Q_in, Qp_in, hps[i], hists[i], hs[i], ts[i], opt, lam, n, B,
-                                         P_star, forced)
-        keep = i == 0
-        return (jnp.where(keep, z1, zm), jnp.where(keep, P1, Pm)), (z1, P1, L1, rows)
-
-    (_, Pm), (zs, Ps, Ls, rows) = jax.lax.scan(body, (z, P0), jnp.arange(3))
-    zh, Ph, zf, Pf = zs[1], Ps[1], zs[2], Ps[2]
-    err = jnp.sum(jnp.abs(jnp.sum(rows[2] * (zf - zh)[None], axis=1))) / Ph
-    ok = jnp.isfinite(err) & (Ph > 0) & (Pm > 0) & (Pf > 0) & jnp.all(jnp.isfinite(Ls[1]))
-    return zh, Ph, Pm, Ls[1], jnp.where(ok, err, jnp.inf)
+    d = lam.shape[0]
+    step = lambda p, E, b, L: _combine(p, (E, b, jnp.zeros_like(b), jnp.zeros_like(b)), L)  # noqa: E731
+    pick = lambda c, a, o: jax.tree.map(lambda x, y: jnp.where(c, x, y), a, o)  # noqa: E731
+    if constant:
+        E, b, rows = pm.system_map(opt.system(r0), lam, n, B, forced)
+        p1 = _powers(E, b, h1, bits)
+        p2 = pick(h2 > h1, step(p1, E, b, h1), p1)
+        pw = _combine(p1, p2, h1)
+    else:
+        maps = [pm.system_map(opt.system(t), lam, n, B, forced) for t in
+                (r0 + (h1 - 1.0) / 2.0, r0 + h1 + (h2 - 1.0) / 2.0, r0 + (h - 1.0) / 2.0)]
+        rows = maps[0][2]
+        allp = _powers(jnp.concatenate([m[0] for m in maps], axis=-1),
+                       jnp.concatenate([m[1] for m in maps], axis=-1), h1, bits)
+        p1, p2, p3 = (tuple(x[..., i * d:(i + 1) * d] for x in allp) for i in range(3))
+        p2 = pick(h2 > h1, step(p2, maps[1][0], maps[1][1], h1), p2)
+        p3 = _combine(p3, p3, h1)
+        pw = pick(h > 2.0 * h1, step(p3, maps[2][0], maps[2][1], 2.0 * h1), p3)
+    zm, Pm, _ = _sys_solve(z, P0, Qp, hp, hist, h1, p1, rows, P_star)
+    zh, Ph, Lh = _sys_solve(zm, Pm, P0, h1, True, h2, p2, rows, P_star)
+    zf, Pf, _ = _sys_solve(z, P0, Qp, hp, hist, h, pw, rows, P_star)
+    err = jnp.sum(jnp.abs(jnp.sum(rows * (zf - zh)[None], axis=1))) / Ph
+    ok = jnp.isfinite(err) & (Ph > 0) & (Pm > 0) & (Pf > 0) & jnp.all(jnp.isfinite(Lh))
+    return zh, Ph, Pm, Lh, jnp.where(ok, err, jnp.inf)
 
 
 @functools.partial(jax.jit, static_argnames=("forced", "count"))
@@ -398,6 +428,16 @@ def _coef_change(opt, ta, tb):
     a, b = flat(opt.system(ta)), flat(opt.system(tb))
     scale = jnp.maximum(jnp.abs(a), jnp.abs(b))
     return jnp.max(jnp.where(scale > 0, jnp.abs(b - a) / jnp.where(scale > 0, scale, 1.0), 0.0))
+
+
+def _is_constant(opt) -> bool:
+    """Whether the per-mode system is the same at every step: every hyper-parameter a plain number and the system
+    identical at a spread of steps (DANA builds ``Delta(t)``, ``g3(t)`` from the step itself)."""
+    if any(hp.shape is not None or np.ndim(hp.value) != 0 for hp in opt.h.values()):
+        return False
+    ref = jax.tree.leaves(opt.system(0.0))
+    return all(all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(opt.system(t)), ref))
+               for t in (1.0, 7.0, 1e3, 1e6, 1e12))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -462,6 +502,7 @@ class _SystemKernel:
         self.state = pm.from_moments((mm, M), self.ts * self.ts, self.ts, self.forced)
         self.P = float(self.P_star + jnp.sum(self.lam * pm.quad(M, sys0.c_eval, m)))
         self.L0 = np.asarray(pm.losses(M, sys0, self.lam, self.P_star))
+        self.constant = _is_constant(opt)
 
     def q(self, r, P):
         return P
@@ -472,11 +513,13 @@ class _SystemKernel:
         return z, np.asarray(Ps), np.asarray(Ls)
 
     def attempt(self, z, P, Q, Qp, hp, hist, r, hh, h1):
-        ch = float(_coef_change(self.opt, float(r), float(r + hh - 1)))
-        if ch > LR_CHANGE:
-            return max(0.2, 0.8 * LR_CHANGE / ch)
-        zh, Ph, Pm, Lh, err = _sys_attempt(z, P, Qp, hp, hist, float(r), float(hh), float(h1), self.opt,
-                                           self.lam, self.n, self.B, self.P_star, self.forced)
+        if not self.constant:
+            ch = float(_coef_change(self.opt, float(r), float(r + hh - 1)))
+            if ch > LR_CHANGE:
+                return max(0.2, 0.8 * LR_CHANGE / ch)
+        zh, Ph, Pm, Lh, err = _sys_attempt(z, P, Qp, hp, hist, float(r), float(hh), float(h1), _bits(h1),
+                                           self.opt, self.lam, self.n, self.B, self.P_star, self.forced,
+                                           self.constant)
         return zh, float(Ph), float(Pm), float(err), np.asarray(Lh)
 
 
@@ -538,8 +581,8 @@ def solve_logtime(spectrum: Spectrum, optimizer, *, steps: int, batch: int = 1, 
         if trace is not None:
             raise ValueError("trace: only for plain SGD (a learning-rate schedule without weight decay or averaging)")
         check_optimizer(spectrum, opt, batch, grid)
-        kn = max(system_edges(spectrum, opt.system(float(t)), batch)[1]
-                 for t in np.unique(np.geomspace(1, steps, 5).round()))
+        at = [0.0] if _is_constant(opt) else np.unique(np.geomspace(1, steps, 5).round())
+        kn = max(system_edges(spectrum, opt.system(float(t)), batch)[1] for t in at)
         rtol = rtol * min(1.0, 10.0 * (1.0 - float(kn)))
         kern = _SystemKernel(spectrum, opt, batch, size)
         bps = _hyper_jumps(opt, steps)
