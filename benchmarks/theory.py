@@ -58,7 +58,8 @@ def optimizers(rtol):
     dd = O.dana_defaults(float(np.sum(spec.lam)), 10000, 1.0, 0.7)
     cases = {"momentum 0.9": O.momentum(0.05 * edge, 0.9), "momentum 0.9 + EMA 1e-3": O.momentum(0.05 * edge, 0.9,
                                                                                                   ema=1e-3),
-             "dana-decaying": O.dana_decaying(dd["g2"], dd["g3_decaying"], delta=dd["delta"], kappa=dd["kappa"])}
+             "dana-decaying": O.dana_decaying(dd["g2"], dd["g3_decaying"], delta=dd["delta"], kappa=dd["kappa"]),
+             "dana-constant": O.dana_constant(dd["g2"], dd["g3_constant"], delta=dd["delta"])}
     rows = []
     for name, opt in cases.items():
         steps = 10 ** 5

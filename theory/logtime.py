@@ -6,12 +6,20 @@ moments only with a forcing such as weight decay) follows ``z' = (I + E) z + b P
 (:mod:`plrf.moments`); over an interval the system is frozen at its midpoint step and
 ``G^h - I`` and ``S_p = sum_{m<h} m^p G^m b`` (p <= 2) come from binary powering in deviation form (no
 eigen-decomposition: complex and defective eigenvalues of momentum are no special case; slow modes keep their
-digits), O(nz^3 log h) per mode. ``P_eval`` over the interval is the same quadratic model as for SGD below and
-``P_eval(r1)`` is solved for implicitly. Coefficients may change by at most ``LR_CHANGE`` (relative, entries of
-``A - I``, ``u``, ``f``) across an interval; the step-doubling control (error summed over the read-outs)
-catches the freezing error; exact chunks run :func:`plrf.moments.step`. Measured (d = 96-128, 2e4-1e5 steps,
-every step to 200 then a log grid): max relative error 2e-6 (momentum, Nesterov, SGD + wd/EMA) and 2e-5
-(DANA-decaying, DANA-constant) against ``plrf.expected_loss``.
+digits), O(nz^3 log h) per mode. One powering loop per step-doubling attempt (halves of ``h1`` and
+``h1`` or ``h1 + 1`` steps): constant hyper-parameters power the one system and compose the rest; time-varying
+ones (DANA, schedules) power their three frozen systems side by side (the trip count is the number of binary
+digits of ``h1``, traced: no recompilation). ``P_eval`` over the interval is the same quadratic model as for
+SGD below and ``P_eval(r1)`` is solved for implicitly. Coefficients may change by at most ``LR_CHANGE``
+(relative, entries of ``A - I``, ``u``, ``f``) across an interval; the step-doubling control (error summed over
+the read-outs) catches the freezing error; exact chunks run :func:`plrf.moments.step`. Measured (d = 96-128,
+2e4-1e5 steps, every step to 200 then a log grid): max relative error 2e-6 (momentum, Nesterov, SGD + wd/EMA)
+and 2e-5 (DANA-decaying, DANA-constant) against ``plrf.expected_loss``.
+Limitation (measured on DANA-decaying, d = 1e3, per mode against the exact recursion over one interval): the
+midpoint freeze is second order for slow modes but first order for the fast and intermediate ones (their
+error halves, not quarters, with the interval) and neither a per-mode freezing time, a Gauss two-point /
+fourth-order Magnus freeze nor a signed error measure changed that by more than 1.4x; so time-varying optimizers
+need ~40-130 intervals per decade of steps (constant ones ~15).
 
 Plain SGD (m = 1, the specialised formulas, unchanged):
 
