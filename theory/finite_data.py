@@ -355,20 +355,6 @@ def _describe(opt) -> str:
     return f"{opt.name} ({', '.join(parts)})"
 
 
-def _const_hyper(hp) -> bool:
-    import jax
-    if isinstance(hp.value, jax.core.Tracer) or np.ndim(hp.value) != 0:
-        return False
-    return hp.shape is None or (getattr(hp.shape, "config", None) or {}).get("name") == "constant"
-
-
-def _frozen(opt) -> bool:
-    """Constant hyper-parameters and a builder that depends on the step only through them (the momentum
-    family): the per-step system is the same at every step."""
-    from plrf.optimizers import _build_momentum_family
-    return opt.build is _build_momentum_family and all(_const_hyper(hp) for hp in opt.h.values())
-
-
 _CHUNK = 4096
 
 
@@ -450,7 +436,8 @@ def residual_filters(optimizer, z, steps, *, X: Optional[float] = None):
     tmax = int(steps.max())
     H = np.empty((r, nt, M), complex)
     tau = np.empty((r, nt))
-    if _frozen(opt):
+    from plrf.runners import time_invariant
+    if time_invariant(opt):
         A, u, f, ce = (np.asarray(a) for a in (sys0.A, sys0.u, sys0.f, sys0.c_eval))
         _check_form(opt, A[None], f[None], ce[None], co, s0)
         T = A[None] + z[:, None, None] * np.outer(u, ce)[None]

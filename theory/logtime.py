@@ -70,6 +70,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from plrf import moments as pm, optimizers
+from plrf.runners import time_invariant
 from plrf.simulate import check_optimizer
 from plrf.spectrum import Spectrum
 from plrf.stability import check_lr, kernel_norm, system_edges
@@ -438,16 +439,6 @@ def _coef_change(opt, ta, tb):
     return jnp.max(jnp.where(scale > 0, jnp.abs(b - a) / jnp.where(scale > 0, scale, 1.0), 0.0))
 
 
-def _is_constant(opt) -> bool:
-    """Whether the per-mode system is the same at every step: every hyper-parameter a plain number and the system
-    identical at a spread of steps (DANA builds ``Delta(t)``, ``g3(t)`` from the step itself)."""
-    if any(hp.shape is not None or np.ndim(hp.value) != 0 for hp in opt.h.values()):
-        return False
-    ref = jax.tree.leaves(opt.system(0.0))
-    return all(all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(opt.system(t)), ref))
-               for t in (1.0, 7.0, 1e3, 1e6, 1e12))
-
-
 # ---------------------------------------------------------------------------------------------------------
 # the two kernels of the one driver
 
@@ -510,7 +501,7 @@ class _SystemKernel:
         self.state = pm.from_moments((mm, M), self.ts * self.ts, self.ts, self.forced)
         self.P = float(self.P_star + jnp.sum(self.lam * pm.quad(M, sys0.c_eval, m)))
         self.L0 = np.asarray(pm.losses(M, sys0, self.lam, self.P_star))
-        self.constant = _is_constant(opt)
+        self.constant = time_invariant(opt)
 
     def q(self, r, P):
         return P
@@ -589,7 +580,7 @@ def solve_logtime(spectrum: Spectrum, optimizer, *, steps: int, batch: int = 1, 
         if trace is not None:
             raise ValueError("trace: only for plain SGD (a learning-rate schedule without weight decay or averaging)")
         check_optimizer(spectrum, opt, batch, grid)
-        at = [0.0] if _is_constant(opt) else np.unique(np.geomspace(1, steps, 5).round())
+        at = [0.0] if time_invariant(opt) else np.unique(np.geomspace(1, steps, 5).round())
         kn = max(system_edges(spectrum, opt.system(float(t)), batch)[1] for t in at)
         rtol = rtol * min(1.0, 10.0 * (1.0 - float(kn)))
         kern = _SystemKernel(spectrum, opt, batch, size)
