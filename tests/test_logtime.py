@@ -294,6 +294,23 @@ def test_powers_vs_repeated_products():
         np.testing.assert_allclose(np.stack([S0, S1, S2]), ref, rtol=1e-11, atol=1e-12 * np.abs(ref).max())
 
 
+def test_powers_digits_and_composition():
+    # the traced trip count (only the binary digits of h) changes no number, and _combine (lengths a + c, the
+    # halves and the whole of a step-doubling attempt) equals the direct powering, for a complex-eigenvalue map
+    rng = np.random.default_rng(1)
+    G = np.array([[0.9, 0.3, 0.0], [-0.4, 0.8, 0.1], [0.05, 0.0, 0.95]])
+    E, b = jnp.asarray(G - np.eye(3))[..., None], jnp.asarray(rng.normal(size=3))[:, None]
+    for h in (1, 2, 7, 64, 1001):
+        full = L._powers(E, b, float(h))
+        short = L._powers(E, b, float(h), L._bits(h))
+        for x, y in zip(full, short):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    for a, c in ((5, 5), (5, 6), (500, 501)):
+        comb = L._combine(L._powers(E, b, float(a)), L._powers(E, b, float(c)), float(a))
+        for x, y in zip(comb, L._powers(E, b, float(a + c))):
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-11, atol=1e-12 * float(jnp.abs(y).max()))
+
+
 def test_bare_schedule_means_sgd(opt_spec):
     # a bare schedule and plrf.optimizers.sgd(schedule) give the same curve (the specialised m = 1 path)
     from plrf import optimizers as O

@@ -311,36 +311,27 @@ def _bits(h) -> int:
 
 def _powers(E, b, h, bits=NBITS):
     """``G^h - I`` and ``S_p = sum_{m<h} m^p G^m b`` (p = 0, 1, 2) for ``G = I + E``, by binary powering
-    (most significant bit first: ``L -> 2L`` then ``L -> L + 1`` on a set bit), all in deviation form:
-    ``S_p(2L) = S_p + G^L sum_j binom(p, j) L^(p-j) S_j``, ``G^(2L) - I = 2 E_L + E_L^2``. O(nz^3 log h) per mode;
-    no eigen-decomposition (complex or defective eigenvalues of momentum are no special case).
-
-    ``h``: a number, or one length per mode (shape (d,): several systems powered in one loop, concatenated
-    along the mode axis). Only the low ``bits`` binary digits of ``h`` are read (``h < 2^bits``, a traced trip
-    count: the leading zero digits would double exact zeros, so skipping them changes no number). With a
-    scalar ``h`` the ``+ 1`` update runs only on set digits."""
+    (most significant bit first: ``L -> 2L`` then ``L -> L + 1`` on a set bit, skipped on a zero bit), all in
+    deviation form: ``S_p(2L) = S_p + G^L sum_j binom(p, j) L^(p-j) S_j``, ``G^(2L) - I = 2 E_L + E_L^2``.
+    O(nz^3 log h) per mode; no eigen-decomposition (complex or defective eigenvalues of momentum are no special
+    case). Only the low ``bits`` binary digits of ``h`` are read (``h < 2^bits``; a traced trip count: the
+    leading zero digits would double exact zeros, so skipping them changes no number)."""
     hi = jnp.asarray(h).astype(jnp.int64)
     zero_v = jnp.zeros_like(b)
-    scalar = hi.ndim == 0
 
-    def plus_one(c, E=E, b=b):
+    def plus_one(c):
         EL, S0, S1, S2, L = c
         Gb = b + _mv(EL, b)
         return EL + E + _mm(EL, E), S0 + Gb, S1 + L * Gb, S2 + L * L * Gb, L + 1.0
 
     def body(k, c):
         EL, S0, S1, S2, L = c
-        bit = (hi >> (NBITS - 1 - k)) & 1
         G = lambda v: v + _mv(EL, v)  # noqa: E731
         dbl = (2.0 * EL + _mm(EL, EL), S0 + G(S0), S1 + G(S1 + L * S0), S2 + G(S2 + 2.0 * L * S1 + L * L * S0),
                2.0 * L)
-        if scalar:
-            return jax.lax.cond(bit == 1, plus_one, lambda c: c, dbl)
-        on = bit == 1
-        return jax.tree.map(lambda a, o: jnp.where(on, a, o), plus_one(dbl), dbl)
+        return jax.lax.cond(((hi >> (NBITS - 1 - k)) & 1) == 1, plus_one, lambda c: c, dbl)
 
-    L0 = jnp.zeros((), jnp.float64) if scalar else jnp.zeros(hi.shape, jnp.float64)
-    init = (jnp.zeros_like(E), zero_v, zero_v, zero_v, L0)
+    init = (jnp.zeros_like(E), zero_v, zero_v, zero_v, jnp.zeros((), jnp.float64))
     EL, S0, S1, S2, _ = jax.lax.fori_loop(NBITS - jnp.asarray(bits, jnp.int32), NBITS, body, init)
     return EL, S0, S1, S2
 
