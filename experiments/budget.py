@@ -56,9 +56,11 @@ def optimizer_cost(args) -> OptimizerCost:
     moments with weight decay). Measured on the 2-core development CPU (README "Optimizers", d = 1024 and 1e4):
     the blocked recursion runs about ``nz^1.3`` times slower than SGD's (5e8 -> 2e8 -> 6e7 mode-steps/s for
     nz = 1, 3, 6), the step-by-step one (hyper-parameters that change with t: DANA, uniform average,
-    schedule-free) about ``nz^2``; the log-time solver ``nz^2.7`` (1 s -> 16 s -> 133 s for 1e10 steps at
-    d = 1e4) when the optimizer is time-invariant and ~3x more when it is not (a d = 16 .. 16384 ladder to f = 1e11:
-    SGD 53 s, momentum 48 s, momentum + EMA 73 s, DANA-decaying 70 s; DANA at d = 1e4 to 1e10 steps: over 10 min)."""
+    schedule-free) about ``nz^2``; the log-time solver ``nz^2.7`` when the optimizer is time-invariant and ~3x
+    more when it is not: calibrated on a d = 16 .. 16384 ladder to f = 1e11 (SGD 53 s, momentum 48 s,
+    momentum + EMA 73 s, DANA-decaying 70 s; re-measured after the log-time powering change: 53, 53, 72, 62 s, so
+    the ladder cost is not in the solves' powering). Long single solves are cheaper than the model says (1e10 steps
+    at d = 1e4: SGD 1-2 s, heavy ball 2.8 s, + EMA 22 s, DANA-decaying 101 s): the estimate errs high there."""
     name = getattr(args, "optimizer", "sgd")
     ema = getattr(args, "ema", None)
     wd = getattr(args, "weight_decay", 0.0) or 0.0
