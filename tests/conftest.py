@@ -10,6 +10,13 @@ import os
 import sys
 from pathlib import Path
 
+# One BLAS/OpenMP thread per test process (set before numpy loads; xdist workers and subprocesses inherit it): the
+# suite runs as `-n 2` on 2 cores, and two workers each with a multi-threaded OpenBLAS oversubscribe the cores,
+# whose spinning threads made a 300 x 300 eigh take 1.5 s instead of 0.017 s (measured on the shared 2-core machine).
+# A value already in the environment is kept.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 
 def _xla_test_flags():
     """XLA CPU compile options of the test session (must be set before jax starts its CPU backend).
