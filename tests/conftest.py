@@ -5,6 +5,9 @@ compile-bound, and a warm cache saves most of the XLA compile time.
 The cache lives in ``.pytest_cache/jax-compilation-cache`` under the repository; ``PLRF_TEST_JAX_CACHE=DIR``
 moves it, ``PLRF_TEST_JAX_CACHE=`` (empty) turns it off. See tests/jax_cache_site/plrf_test_jax_cache.py for
 why it is safe (keys, atomic writes).
+
+Two more settings cut the cold suite's CPU time about in half (840 -> 433 CPU-seconds, 2026-12-05): one BLAS
+thread per process, and XLA CPU compile flags (see _xla_test_flags; ``PLRF_TEST_XLA_FLAGS`` overrides them).
 """
 import os
 import sys
