@@ -31,8 +31,10 @@ _PRELUDE = f"import faulthandler; faulthandler.dump_traceback_later({STACK_DUMP_
 def _python(script: str, *args, devices: int = 1, env=None, **kw):
     """Run ``script`` in a fresh interpreter with ``devices`` forced host devices (set before jax loads)."""
     # (tests/jax_cache_site: the suite's persistent compilation cache, see conftest.py)
+    # (the session's XLA flags, see conftest.py, kept: appended to)
+    flags = " ".join([os.environ.get("XLA_FLAGS", ""), f"--xla_force_host_platform_device_count={devices}"]).strip()
     e = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests" / "jax_cache_site")]),
-         "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu", **(env or {})}
+         "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu", **(env or {})}
     return subprocess.Popen([sys.executable, "-c", _PRELUDE + textwrap.dedent(script), *map(str, args)], env=e,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
