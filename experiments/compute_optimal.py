@@ -319,10 +319,11 @@ def plot(m, sims, path, optimizer="sgd"):
         ax.axhline(th, color="b", ls="--", lw=1.2, label=f"{th_name} {th:.3f}")
         try:   # the extrapolated asymptote (theory.asymptote, the numbers of results.json), right of the data
             a = extrapolate(m.fit2.local.flops, getattr(m.fit2.local, key))   # omega profiled (frontier_record)
-            lab = (rf"extrapolated {a.value:.3f} $\pm$ {a.err:.3f} ($\omega$={a.omega:.2f}, {a.omega_source})"
-                   if a.omega_source == "profile" else
-                   rf"last slope {a.value:.3f} $\pm$ drift {a.err:.3f} (not decelerating: no extrapolation)")
-            ax.errorbar([a.window[1] * 3.0], [a.value], yerr=[a.err], fmt="D", color="m", ms=5, capsize=3, label=lab)
+            elab = (rf"extrapolated {a.value:.3f} $\pm$ {a.err:.3f} ($\omega$={a.omega:.2f}, {a.omega_source})"
+                    if a.omega_source == "profile" else
+                    rf"last slope {a.value:.3f} $\pm$ drift {a.err:.3f} (not decelerating: no extrapolation)")
+            ax.errorbar([a.window[1] * 3.0], [a.value], yerr=[a.err], fmt="D", color="m", ms=5, capsize=3,
+                        label=elab)
         except ValueError:
             pass
         if np.size(m.fit2.local.flops) or np.size(m.fit.local.flops):

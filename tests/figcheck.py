@@ -8,7 +8,8 @@ fine). What is checked, for every visible axes that is not a colorbar:
 - when two or more labelled artists are drawn, a legend for them on the axes or on the figure;
 - no legend placed inside the axes covers a data point (vertices of lines with more than two points, scatter
   offsets): the legend's box is compared with the points in display coordinates after a draw;
-- a title on the axes (or on a panel it shares x with) or a suptitle, every title at least 8 pt, the suptitle at least 9 pt.
+- a title on the axes (or on a panel it shares x with) or a suptitle, every title at least 8 pt, the suptitle at least 9 pt;
+- no axis label equal to the label of one of the axes' curves (a label variable reused for both).
 """
 import numpy as np
 
@@ -78,6 +79,9 @@ def check_figure(fig):
         if not titles and not sup and not sib_titled:   # a strip under a titled panel shares its title
             problems.append(f"{name}: no title and no suptitle")
         labels = _labelled(ax)
+        for which, text in (("x", ax.get_xlabel().strip()), ("y", ax.get_ylabel().strip())):
+            if text and text in labels:   # an axis named after one of its curves: a label variable reused
+                problems.append(f"{name}: the {which} label {text[:40]!r} is a legend entry")
         leg = ax.get_legend()
         if len(labels) >= 2 and leg is None and not set(labels) <= fig_legend_labels:
             problems.append(f"{name}: {len(labels)} labelled artists and no legend")

@@ -42,6 +42,14 @@ def test_checker_finds_unlabelled_axes_and_covering_legend():
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15))   # outside the axes
     assert check_figure(fig) == []
     plt.close(fig)
+    fig, axes = new_figure()
+    ax = axes[0, 0]
+    ax.plot(x, x, label="data")
+    ax.plot(x, x ** 2, label="extrapolated 0.5")
+    ax.set(xlabel="x", ylabel="extrapolated 0.5", title="t")   # the bug once in compute_optimal.png
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15))
+    assert any("y label 'extrapolated 0.5' is a legend entry" in p for p in check_figure(fig))
+    plt.close(fig)
 
 
 def test_curve_figure(tmp_path, monkeypatch):
