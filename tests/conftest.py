@@ -48,6 +48,18 @@ def _xla_test_flags():
         del os.environ["XLA_FLAGS"]
 
 
+def _selects_slow(argv) -> bool:
+    """Whether the pytest command line selects the slow tests (``-m slow``, ``-m "slow and ..."``)."""
+    exprs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "-m"]
+    exprs += [a[2:] for a in argv if a.startswith("-m") and len(a) > 2]
+    return any("slow" in e and "not slow" not in e for e in exprs)
+
+
+# The flags above trade run speed for compile speed: right for the compile-bound default suite, wrong for the
+# compute-bound slow checks (long exact recursions ran several times slower at -O0: the slow stage took over 45 min
+# against 33 min without them). A slow session turns them off for itself, its xdist workers and subprocesses.
+if "PYTEST_XDIST_WORKER" not in os.environ and "PLRF_TEST_XLA_FLAGS" not in os.environ and _selects_slow(sys.argv):
+    os.environ["PLRF_TEST_XLA_FLAGS"] = ""
 _xla_test_flags()
 
 import jax  # noqa: E402
