@@ -26,9 +26,9 @@ def _xla_test_flags():
 
     The cold suite is compile-bound, and most of the compile time is XLA's CPU code generation: the older
     (non-"fusion emitter") kernel generator with LLVM at -O0 compiles the suite's programs about 40% faster
-    (measured on the cold suite with jaxlib 0.10.2) and runs them at about the same speed (our programs are
-    loops of small per-mode updates, not big kernels). Numbers: IEEE float64 either way (no fast math), the same
-    HLO; only the generated machine code differs. ``PLRF_TEST_XLA_FLAGS=...`` replaces these flags,
+    (measured on the cold suite with jaxlib 0.10.2); the small programs of the default suite run at about the same
+    speed, long compute-bound ones several times slower (so slow sessions turn the flags off, below). Numbers:
+    IEEE float64 either way (no fast math), the same HLO; only the generated machine code differs. ``PLRF_TEST_XLA_FLAGS=...`` replaces these flags,
     ``PLRF_TEST_XLA_FLAGS=`` (empty) turns them off. They are set only on jaxlib 0.10, where they were checked:
     XLA aborts on a flag it does not know."""
     flags = os.environ.get("PLRF_TEST_XLA_FLAGS")
