@@ -28,8 +28,8 @@ def _xla_test_flags():
     (non-"fusion emitter") kernel generator with LLVM at -O0 compiles the suite's programs about 40% faster
     (measured on the cold suite with jaxlib 0.10.2); the small programs of the default suite run at about the same
     speed, long compute-bound ones several times slower (so slow sessions turn the flags off, below). Numbers:
-    IEEE float64 either way (no fast math), the same HLO; only the generated machine code differs. ``PLRF_TEST_XLA_FLAGS=...`` replaces these flags,
-    ``PLRF_TEST_XLA_FLAGS=`` (empty) turns them off. They are set only on jaxlib 0.10, where they were checked:
+    IEEE float64 either way (no fast math), the same HLO; only the generated machine code differs.
+    ``PLRF_TEST_XLA_FLAGS=...`` replaces these flags, ``PLRF_TEST_XLA_FLAGS=`` (empty) turns them off. They are set only on jaxlib 0.10, where they were checked:
     XLA aborts on a flag it does not know."""
     flags = os.environ.get("PLRF_TEST_XLA_FLAGS")
     if flags is None:
@@ -57,7 +57,7 @@ def _selects_slow(argv) -> bool:
 
 # The flags above trade run speed for compile speed: right for the compile-bound default suite, wrong for the
 # compute-bound slow checks (long exact recursions ran several times slower at -O0: the slow stage took over 45 min
-# against 33 min without them). A slow session turns them off for itself, its xdist workers and subprocesses.
+# and crashed once inside a compiled program, against 20 min without them, 2026-12-05). A slow session turns them off for itself, its xdist workers and subprocesses.
 if "PYTEST_XDIST_WORKER" not in os.environ and "PLRF_TEST_XLA_FLAGS" not in os.environ and _selects_slow(sys.argv):
     os.environ["PLRF_TEST_XLA_FLAGS"] = ""
 _xla_test_flags()
