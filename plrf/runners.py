@@ -132,9 +132,33 @@ def expected_block(opt, modes: int) -> int:
     return int(min(m, EXPECTED_BLOCK))
 
 
+SUPERBLOCK_SUB = 128          # steps per sub-block of a superblock (:func:`_superblock_advance`), at most
+SUPERBLOCK_COUNT = 8          # sub-blocks per superblock
+SUPERBLOCK_BYTES = 2 ** 25    # its two (ms, nz d) matrices, per run (sweeps vmap runs: memory multiplies)
+SUPERBLOCK_MIN_WIDTH = 1024   # nz d below which superblocks do not pay (their history costs J ms per step)
+
+
+def expected_superblock(opt, modes: int):
+    """``(ms, J)`` for :func:`_superblock_advance` when the blocked exact recursion should advance whole
+    superblocks of ``J ms`` steps with matrix-matrix products, else ``None``: time-invariant optimizers with
+    ``nz d >= SUPERBLOCK_MIN_WIDTH`` moment entries, ``ms`` the largest power of two <= ``SUPERBLOCK_SUB`` whose
+    two ``(ms, nz d)`` matrices fit ``SUPERBLOCK_BYTES`` (at least 32). Measured at d = 1024 (benchmarks/optimizers.py)."""
+    if not time_invariant(opt):
+        return None
+    nz = moments.layout(opt.size, moments.is_forced(opt))[2]
+    width = nz * max(int(modes), 1)
+    if width < SUPERBLOCK_MIN_WIDTH:
+        return None
+    ms = min(SUPERBLOCK_SUB, SUPERBLOCK_BYTES // (16 * width))
+    if ms < min(32, SUPERBLOCK_SUB):  # 16-row superblocks were slower than stepping at d = 1e4 (measured)
+        return None
+    return 1 << (int(ms).bit_length() - 1), SUPERBLOCK_COUNT
+
+
 def expected(lam, n, w, P_star, opt, batch, grid):
     """The exact moment recursion of :mod:`plrf.moments` for ``opt``, losses of every read-out on ``grid``.
-    SGD with a constant lr takes the blocked exact path (:func:`_expected_sgd_blocked`).
+    Time-invariant optimizers (:func:`time_invariant`) take the blocked exact path (:func:`_expected_blocked`,
+    with superblocks of matrix-matrix products where :func:`expected_superblock` says they pay).
 
     A concrete ``grid`` (a numpy or jax array, not a tracer: a direct call, e.g. under ``jax.grad`` with respect
     to hyper-parameter values) takes :func:`_run_steps`, which reverse-mode differentiation can go through
@@ -142,8 +166,9 @@ def expected(lam, n, w, P_star, opt, batch, grid):
     B = jnp.asarray(batch, jnp.float64)
     concrete = not isinstance(grid, jax.core.Tracer)
     block = 0 if concrete else expected_block(opt, lam.shape[0])
-    if block:
-        return _expected_blocked(lam, n, w, P_star, opt, B, grid, block)
+    sup = None if concrete else expected_superblock(opt, lam.shape[0])
+    if block or sup:
+        return _expected_blocked(lam, n, w, P_star, opt, B, grid, block or 1, sup)
     forced = moments.is_forced(opt)
     sys0 = opt.system(0.0)
     ts = moments.theta_star(lam, w)
@@ -185,7 +210,7 @@ def _run_steps(step_fn, loss_fn, carry0, grid, P0):
     return jnp.concatenate([P_start[None], Ps]).T, div
 
 
-def _expected_blocked(lam, n, w, P_star, opt, B, grid, block):
+def _expected_blocked(lam, n, w, P_star, opt, B, grid, block, superblock=None):
     """A time-invariant optimizer (:func:`time_invariant`), ``block = m`` steps at a time, exactly.
 
     With the frozen map of :func:`plrf.moments.system_map`, ``z' = G z + b P``, ``P = P* + r_0 . z`` (``z``: the
@@ -194,7 +219,11 @@ def _expected_blocked(lam, n, w, P_star, opt, B, grid, block):
     ``R_j = r_0 G^j`` and ``Kr(t) = r_0 G^t b`` summed over modes, i.e. ``P = A (P* 1 + R z)``,
     ``A = (I - T)^{-1}`` (``T`` strictly lower Toeplitz), then ``z <- G^m z + sum_i G^(m-1-i) b P_i``. Per
     block: two ``(nz d) x m`` matrix-vector products and one per-mode ``nz x nz`` product instead of ``m`` steps
-    of :func:`plrf.moments.step`."""
+    of :func:`plrf.moments.step`.
+
+    ``superblock = (ms, J)`` (:func:`expected_superblock`) first advances ``S = J ms`` steps at a time with
+    matrix-matrix products (:func:`_superblock_advance`); the remainder of an interval takes blocks of ``m``, then
+    single steps."""
     forced = moments.is_forced(opt)
     sys0 = opt.system(0.0)
     E, b, rows = moments.system_map(sys0, lam, n, B, forced)       # (nz, nz, d), (nz, d), (1 + r, nz, d)
@@ -202,33 +231,12 @@ def _expected_blocked(lam, n, w, P_star, opt, B, grid, block):
     G = E + jnp.eye(nz, dtype=jnp.float64)[:, :, None]
     ts = moments.theta_star(lam, w)
     z0 = moments.from_moments(moments.init(sys0, lam, w, forced), ts * ts, ts, forced)
-
+    r0 = rows[0]
     mv = moments.permode_mv
-
-    def left(r, _):        # r_0 G^j, j = 0..m-1
-        return sum(r[k, None, :] * G[k] for k in range(nz)), r
-
-    def right(v, _):       # G^j b, j = 0..m-1
-        return mv(G, v), v
-    _, R = jax.lax.scan(left, rows[0], None, length=block)         # R: (m, nz, d)
-    _, Gb = jax.lax.scan(right, b, None, length=block)              # Gb[j] = G^j b
-    H = Gb[::-1].reshape(block, -1)                                 # H[i] = G^(m-1-i) b, flattened (m, nz d)
-    Kr = jnp.sum(R * b[None], axis=(1, 2))
-    R = R.reshape(block, -1)                                        # (m, nz d): one matrix-vector product
-    j = jnp.arange(block)
-    lag = j[:, None] - 1 - j[None, :]
-    T = jnp.where(lag >= 0, Kr[jnp.clip(lag, 0, block - 1)], 0.0)
-    # A = (I - T)^{-1} is unit lower-triangular Toeplitz too: its first column solves a_0 = 1,
-    # a_j = sum_{k<j} Kr[j-1-k] a_k (forward substitution, in XLA: jax's batched LAPACK triangular solve
-    # blocks its worker threads and deadlocked when several host devices ran blocks concurrently on 2 cores)
-    def col(jj, a):
-        return a.at[jj].set(jnp.sum(jnp.where(j < jj, Kr[jnp.clip(jj - 1 - j, 0, block - 1)], 0.0) * a))
-    a = jax.lax.fori_loop(1, block, col, jnp.zeros(block, jnp.float64).at[0].set(1.0))
-    A = jnp.where(lag >= -1, a[jnp.clip(lag + 1, 0, block - 1)], 0.0)
+    R, H, A = _block_solve(G, b, r0, block)
     AP = P_star * jnp.sum(A, axis=1)
     AR = A @ R                                                      # (m, nz d): P = AP + AR z
-    Gm = jax.lax.fori_loop(0, block - 1, lambda i, X: moments.permode_mm(G, X), G)
-    r0 = rows[0]
+    Gm = _permode_power(G, block)
     P0 = P_star + jnp.sum(r0 * z0)
     shape = z0.shape
 
@@ -243,7 +251,14 @@ def _expected_blocked(lam, n, w, P_star, opt, B, grid, block):
         z = mv(Gm, z) + (P @ H).reshape(shape)
         return z, P_star + jnp.sum(r0 * z)
 
+    sup = None if superblock is None else _superblock_advance(G, b, r0, P_star, *superblock)
+
     def advance(carry, r0_, r1):
+        if sup is not None:
+            S = superblock[0] * superblock[1]
+            ns = (r1 - r0_) // S
+            carry = jax.lax.fori_loop(0, ns, lambda i, c: sup(c), carry)
+            r0_ = r0_ + ns * S
         nb = (r1 - r0_) // block
         carry = jax.lax.fori_loop(0, nb, blk, carry)
         return jax.lax.fori_loop(r0_ + nb * block, r1, lambda r, cr: step(cr, r), carry)
@@ -251,6 +266,87 @@ def _expected_blocked(lam, n, w, P_star, opt, B, grid, block):
     def losses(carry):
         return P_star + jnp.sum(rows[1:] * carry[0][None], axis=(1, 2))
     return _run_grid(step, losses, (z0, P0), grid, P0, unroll=1, advance=advance)
+
+
+def _permode_power(G, m: int):
+    """``G^m`` per mode (``m`` a power of two: repeated squaring)."""
+    X = G
+    for _ in range(int(m).bit_length() - 1):
+        X = moments.permode_mm(X, X)
+    return X
+
+
+def _block_solve(G, b, r0, m: int):
+    """The pieces of an ``m``-step block of :func:`_expected_blocked`: ``R`` (m, nz d) with ``R_j = r_0 G^j``,
+    ``H`` (m, nz d) with ``H_i = G^(m-1-i) b`` and ``A = (I - T)^{-1}`` (m, m), ``T_ji = Kr(j-1-i)`` (i < j).
+    ``A`` is unit lower-triangular Toeplitz: its first column solves ``a_0 = 1``,
+    ``a_j = sum_{k<j} Kr(j-1-k) a_k`` (forward substitution in XLA: jax's batched LAPACK triangular solve blocks
+    its worker threads and deadlocked when several host devices ran blocks concurrently on 2 cores)."""
+    nz = G.shape[0]
+
+    def left(r, _):        # r_0 G^j, j = 0..m-1
+        return sum(r[k, None, :] * G[k] for k in range(nz)), r
+
+    def right(v, _):       # G^j b, j = 0..m-1
+        return moments.permode_mv(G, v), v
+    _, R = jax.lax.scan(left, r0, None, length=m)                   # R: (m, nz, d)
+    _, Gb = jax.lax.scan(right, b, None, length=m)                  # Gb[j] = G^j b
+    H = Gb[::-1].reshape(m, -1)
+    Kr = jnp.sum(R * b[None], axis=(1, 2))
+    j = jnp.arange(m)
+    lag = j[:, None] - 1 - j[None, :]
+
+    def col(jj, a):
+        return a.at[jj].set(jnp.sum(jnp.where(j < jj, Kr[jnp.clip(jj - 1 - j, 0, m - 1)], 0.0) * a))
+    a = jax.lax.fori_loop(1, m, col, jnp.zeros(m, jnp.float64).at[0].set(1.0))
+    A = jnp.where(lag >= -1, a[jnp.clip(lag + 1, 0, m - 1)], 0.0)
+    return R.reshape(m, -1), H, A
+
+
+def _superblock_advance(G, b, r0, P_star, ms: int, J: int):
+    """``carry -> carry`` over ``S = J ms`` steps of ``z' = G z + b P``, ``P = P* + r_0 . z``, exactly, with
+    matrix-matrix products (the blocks of :func:`_expected_blocked` are matrix-vector products, memory-bound).
+
+    From ``z`` at the start: ``X_j = G^(j ms) z`` (j < J) by per-mode powers, the free losses of all ``S`` steps
+    ``F = R X`` in one ``(ms, nz d) x (nz d, J)`` product; the kernel ``Kr(l) = r_0 G^l b``, ``l < S``, comes once
+    from ``R (G^(j ms) b)_j``. The sub-blocks ``j = 0..J-1`` of ``ms`` losses then solve
+    ``P_j = A (P* + F_j + h_j)`` in order, ``A`` as in :func:`_block_solve`, with the history
+    ``h_j = sum_{j' < j} Toep(j - j') P_j'``, ``Toep(delta)_{i i'} = Kr(delta ms + i - 1 - i')``. Finally
+    ``z <- G^S z + sum_j G^((J-1-j) ms) (H^T P_j)`` (one more ``(nz d, ms) x (ms, J)`` product and a Horner
+    sum). About ``4 nz`` multiply-adds per mode-step in matrix products plus ``S`` per step in the history."""
+    nz, _, d = G.shape
+    mv = moments.permode_mv
+    R, H, A = _block_solve(G, b, r0, ms)
+    Gs = _permode_power(G, ms)
+
+    def powers(v):           # (G^(j ms) v)_{j<J} and G^(J ms) v
+        def pw(x, _):
+            return mv(Gs, x), x
+        last, X = jax.lax.scan(pw, v, None, length=J)
+        return X.reshape(J, -1), last
+    Xb, _ = powers(b)
+    Kr = (R @ Xb.T).T.reshape(-1)                                   # Kr(l), l = 0..S-1
+    i = jnp.arange(ms)
+    delta = jnp.arange(J)[:, None, None]
+    lag = delta * ms + i[None, :, None] - 1 - i[None, None, :]
+    Toep = jnp.where(delta > 0, Kr[jnp.clip(lag, 0, J * ms - 1)], 0.0)   # (J, ms, ms); Toep(0) = 0
+
+    def advance(carry):
+        z = carry[0]
+        X, zS = powers(z)
+        F = R @ X.T                                                 # (ms, J): F[i, j] = r_0 G^(j ms + i) z
+
+        def sub(j, c):
+            hist, Pm = c
+            Pj = A @ (P_star + F[:, j] + hist[j])
+            seg = jax.lax.dynamic_slice(hist, (j, 0), (J, ms)) + Toep @ Pj
+            return jax.lax.dynamic_update_slice(hist, seg, (j, 0)), Pm.at[j].set(Pj)
+        _, Pm = jax.lax.fori_loop(0, J, sub, (jnp.zeros((2 * J, ms)), jnp.zeros((J, ms))))
+        Y = (Pm @ H).reshape(J, nz, d)                              # Y_j = sum_i G^(ms-1-i) b P_(j ms + i)
+        acc, _ = jax.lax.scan(lambda a, y: (mv(Gs, a) + y, None), jnp.zeros_like(z), Y)
+        z = zS + acc
+        return z, P_star + jnp.sum(r0 * z)
+    return advance
 
 
 RNG_BLOCK_ELEMS = 2 ** 16  # normals drawn per call when SGD steps draw theirs in blocks (see rng_block)
