@@ -142,7 +142,8 @@ def expected_superblock(opt, modes: int):
     """``(ms, J)`` for :func:`_superblock_advance` when the blocked exact recursion should advance whole
     superblocks of ``J ms`` steps with matrix-matrix products, else ``None``: time-invariant optimizers with
     ``nz d >= SUPERBLOCK_MIN_WIDTH`` moment entries, ``ms`` the largest power of two <= ``SUPERBLOCK_SUB`` whose
-    two ``(ms, nz d)`` matrices fit ``SUPERBLOCK_BYTES`` (at least 32). Measured at d = 1024 (benchmarks/optimizers.py)."""
+    two ``(ms, nz d)`` matrices fit ``SUPERBLOCK_BYTES`` (at least 32). Measured at d = 1024 and 1e4
+    (benchmarks/optimizers.py)."""
     if not time_invariant(opt):
         return None
     nz = moments.layout(opt.size, moments.is_forced(opt))[2]
