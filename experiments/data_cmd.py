@@ -24,6 +24,7 @@ import sys
 import time
 
 from . import optim_options
+from . import budget
 from . import options as opt
 
 DEFAULT_OUT = "runs/data"
@@ -120,8 +121,9 @@ def run(args):
 
 
 def _say(args, t0, msg):
-    if not args.quiet:
-        print(f"plrf data: {msg} [{time.time() - t0:.0f} s]", file=sys.stderr, flush=True)
+    say = budget.teller(args, "data")
+    if say:
+        say(f"{msg} [{time.time() - t0:.0f} s]")
 
 
 def _grid(args, steps):

@@ -23,9 +23,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 import time
 
+from . import budget
 from . import options as opt
 
 DEFAULT_OUT = "runs/data-frontier"
@@ -217,8 +217,9 @@ def run(args):
 
 
 def _say(args, msg):
-    if not args.quiet:
-        print(f"plrf data-frontier: {msg}", file=sys.stderr, flush=True)
+    say = budget.teller(args, "data-frontier")
+    if say:
+        say(msg)
 
 
 def _run(args, config, out, t0, est):

@@ -15,6 +15,7 @@ import os
 import sys
 import time
 
+from . import budget
 from . import options as opt
 
 DEFAULT_OUT = "runs/hparam-laws"
@@ -156,8 +157,9 @@ def run(args):
 
 
 def _say(args, msg):
-    if not args.quiet:
-        print(f"plrf hparam-laws: {msg}", file=sys.stderr, flush=True)
+    say = budget.teller(args, "hparam-laws")
+    if say:
+        say(msg)
 
 
 def _run(args, config, out, t0, ds):
