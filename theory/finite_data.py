@@ -642,7 +642,20 @@ def data_exponents():
     the mapping is b = 2alpha, a = 2alpha + 2beta. Their L ~ t^-(a-1)/b and P^-m with m = min(a-1, 2b) are then
     chi_t and chi_N exactly; their model-size exponent N^-m differs from PLRF's chi_d when beta > 1/2 (PLRF
     features are a random projection of an infinite-dimensional x, their P* saturates at d^-2alpha).
-    Returns a dict of sympy expressions (keys chi_t, chi_N, chi_d, bap_a, bap_b, bap_m, bap_t).
+
+    Maloney, Roberts, Sully (2022) take a latent spectrum i^-(1 + alpha_M) and a target isotropic in the latent
+    space: PLRF with 2alpha = 1 + alpha_M and beta = 0. Their loss falls as N^-alpha_M with data and as
+    d^-alpha_M with features (the N <-> d duality). Here both chi_N and chi_d equal 2alpha + 2beta - 1 (= alpha_M
+    at beta = 0) whenever beta <= 1/2; for beta > 1/2 the duality breaks (chi_d = 2alpha < chi_N).
+    With label noise sigma^2 > 0 the ridgeless limit overfits; gradient flow stopped at the best time balances the
+    bias t^-chi_t against the variance sigma^2 t^(1/2alpha) / N (the modes learned by time t, over N): the best
+    time grows as N^(2alpha/(2alpha+2beta)) and the excess as N^-chi_N_noisy, chi_N_noisy =
+    (2alpha + 2beta - 1)/(2alpha + 2beta). Lin, Wu, Bartlett (NeurIPS 2025) use a spectrum of degree a and a signal
+    of degree b (lam_i theta*_i^2 ~ i^-b), a > b > 1: a = 2alpha, b = 2alpha + 2beta (beta < 0). Their multi-pass
+    SGD rate L^((1-b)/a) with L <~ N^(a/b) iterations, i.e. N^((1-b)/b) at the most iterations, is chi_N_noisy,
+    and their one-pass rate N^((1-b)/a) is chi_t.
+    Returns a dict of sympy expressions (keys chi_t, chi_N, chi_N_noisy, chi_d, bap_a, bap_b, bap_m, bap_t,
+    mrs_alpha, lwb_a, lwb_b, lwb_multi, lwb_one, t_best_noisy).
     """
     import sympy as sp
     al, be = sp.symbols("alpha beta", positive=True)
@@ -654,9 +667,16 @@ def data_exponents():
     chi_t = -sp.simplify(t * sp.diff(sp.expand_log(sp.log(integrand), force=True), t))
     chi_N = sp.Min(2 * al * chi_t, 4 * al)
     chi_d = sp.Min(2 * al, 2 * al + 2 * be - 1)
+    # noisy labels, best stopping time t = N^tau: bias t^-chi_t = variance t^(1/2al) / N
+    tau = sp.Symbol("tau", positive=True)
+    t_best = sp.solve(sp.Eq(-chi_t * tau, tau / (2 * al) - 1), tau)[0]
+    chi_N_noisy = sp.simplify(chi_t * t_best)
+    la, lb = 2 * al, 2 * al + 2 * be
+    lwb = dict(lwb_a=la, lwb_b=lb, lwb_multi=(lb - 1) / lb, lwb_one=(lb - 1) / la)
     a, b = 2 * al + 2 * be, 2 * al
     return dict(alpha=al, beta=be, chi_t=sp.simplify(chi_t), chi_N=sp.simplify(chi_N), chi_d=chi_d, bap_a=a,
-                bap_b=b, bap_m=sp.Min(a - 1, 2 * b), bap_t=(a - 1) / b)
+                bap_b=b, bap_m=sp.Min(a - 1, 2 * b), bap_t=(a - 1) / b, mrs_alpha=2 * al - 1,
+                chi_N_noisy=chi_N_noisy, t_best_noisy=sp.simplify(t_best), **lwb)
 
 
 def exponents(alpha: float, beta: float) -> dict:
