@@ -55,6 +55,9 @@ def add_arguments(p):
     p.add_argument("--mu-grid", dest="mu_grid", type=opt.real, nargs="+", default=None,
                    help="with --tune-momentum: the momenta scanned, each in [0, 1) "
                         "(default: 0 0.5 0.8 0.9 0.95 0.99)")
+    p.add_argument("--refine-momentum", dest="refine_momentum", action="store_true",
+                   help="with --tune-momentum: refine mu continuously (Brent in ln(1 - mu) between the grid "
+                        "neighbours of the best grid mu, lr re-tuned at each trial; about 2x the cost)")
     p.add_argument("--batch-factor", dest="batch_factor", type=opt.int_at_least(2), default=4,
                    help="batches are powers of this factor, 2..16 (default: %(default)s)")
     p.add_argument("--batch-max", dest="batch_max", type=opt.big_int, default=4096,
@@ -106,6 +109,8 @@ def validate(args):
     if args.tune_momentum and args.optimizer not in ("momentum", "nesterov"):
         raise ValueError(f"--tune-momentum applies to --optimizer momentum or nesterov, got --optimizer "
                          f"{args.optimizer}")
+    if args.refine_momentum and not args.tune_momentum:
+        raise ValueError("--refine-momentum needs --tune-momentum")
     if args.mu_grid is not None:
         if not args.tune_momentum:
             raise ValueError("--mu-grid needs --tune-momentum")
@@ -136,6 +141,8 @@ def config_of(args, ds) -> dict:
                batch_max=args.batch_max, tol=args.tol, wd_taus=(None if args.no_wd else list(args.wd_taus)),
                lr_frac_max=args.lr_frac_max, ratio=args.ratio)
     cfg.update(opt.label_noise_config(args))
+    if args.refine_momentum:      # only when set: configurations of earlier runs stay equal
+        cfg["refine_momentum"] = True
     return cfg
 
 
@@ -189,7 +196,7 @@ def _run(args, config, out, t0, ds):
             else:
                 c = H.cell(spec, D, family=family, mu=mu, b_max=args.batch_max, factor=args.batch_factor,
                            frac_max=args.lr_frac_max, lr_max_cache=cache, s_max=(None if D <= hi else hi),
-                           mus=mus, dana=dana)
+                           mus=mus, dana=dana, refine_mu=bool(config.get("refine_momentum")))
                 arrs = dict(c)
                 if D in reported and not args.no_wd:
                     ob = H.optimal_batch(c["batch"], c["loss"], args.tol)

@@ -199,10 +199,13 @@ class TunedMu(NamedTuple):
 
 def tune_lr_mu(spec, family: str, batch: int, steps: int, *, mus: Sequence[float] = MU_GRID,
                frac_max: float = 0.99, xatol: float = 0.02, scan: int = 7, weight_decay: float = 0.0,
-               lr_max_cache: Optional[dict] = None) -> TunedMu:
+               lr_max_cache: Optional[dict] = None, refine: bool = False, mu_xatol: float = 0.05) -> TunedMu:
     """Joint (mu, lr) tuning of heavy ball / Nesterov: the lr tuned (:func:`tune_lr`, bounded by the stability
-    edge at (batch, mu)) at every mu of the grid ``mus``; the best pair is kept (a grid in mu, not a continuous
-    optimum: mu* is known to the grid spacing)."""
+    edge at (batch, mu)) at every mu of the grid ``mus``; the best pair is kept. ``refine``: then a continuous
+    optimum, scipy's bounded Brent search in ``x = ln(1 - mu)`` (``mu_xatol`` in x) between the grid neighbours of
+    the best grid mu (past the last one up to ``1 - (1 - mu_last)/10``), the lr re-tuned at every trial mu; the
+    returned ``mu``, ``lr``, ``loss`` are the refined ones (never worse than the grid's best), ``mus``/``losses``
+    stay the grid's."""
     if family not in MOMENTUM_FAMILIES:
         raise ValueError(f"tune_lr_mu: family must be one of {MOMENTUM_FAMILIES}, got {family!r}")
     res = []
@@ -218,8 +221,34 @@ def tune_lr_mu(spec, family: str, batch: int, steps: int, *, mus: Sequence[float
                            scan=scan, weight_decay=weight_decay))
     L = np.array([r.loss for r in res])
     j = int(np.argmin(L))
-    return TunedMu(float(mus[j]), res[j].lr, float(L[j]), res[j].lr_max, np.asarray(mus, dtype=np.float64), L,
-                   np.array([r.lr for r in res]))
+    grid = np.asarray(mus, dtype=np.float64)
+    best = (float(mus[j]), res[j].lr, float(L[j]), res[j].lr_max)
+    if refine and np.isfinite(L[j]):
+        best = _refine_mu(spec, family, batch, steps, grid, j, best, frac_max=frac_max, xatol=xatol, scan=scan,
+                          weight_decay=weight_decay, mu_xatol=mu_xatol)
+    return TunedMu(*best[:3], best[3], grid, L, np.array([r.lr for r in res]))
+
+
+def _refine_mu(spec, family, batch, steps, mus, j, best, *, frac_max, xatol, scan, weight_decay, mu_xatol):
+    """The continuous mu optimum of :func:`tune_lr_mu` (``refine``) around grid index ``j``."""
+    from scipy import optimize
+    order = np.sort(mus)
+    k = int(np.searchsorted(order, mus[j]))
+    lo = order[k - 1] if k > 0 else order[k]
+    hi = order[k + 1] if k + 1 < order.size else 1.0 - (1.0 - order[k]) / 10.0
+    seen = {}
+
+    def f(x):
+        mu = 1.0 - math.exp(x)
+        t = tune_lr(spec, family, batch, steps, mu=mu, frac_max=frac_max, xatol=xatol, scan=scan,
+                    weight_decay=weight_decay)
+        seen[x] = (mu, t.lr, t.loss, t.lr_max)
+        return math.log(t.loss) if math.isfinite(t.loss) else 1e3
+    # x = ln(1 - mu) decreases with mu: the bracket is (ln(1 - hi), ln(1 - lo))
+    res = optimize.minimize_scalar(f, bounds=(math.log(1.0 - hi), math.log(1.0 - lo)), method="bounded",
+                                   options=dict(xatol=mu_xatol))
+    cand = seen.get(res.x) or seen[min(seen, key=lambda x: seen[x][2])]
+    return cand if cand[2] < best[2] else best
 
 
 def batches_for(D: float, b_max: int, factor: int = 2, s_max: Optional[float] = None) -> np.ndarray:
@@ -234,11 +263,13 @@ def batches_for(D: float, b_max: int, factor: int = 2, s_max: Optional[float] = 
 
 def cell(spec, D: float, *, family: str = "sgd", mu: float = 0.9, b_max: int = 4096, factor: int = 2,
          frac_max: float = 0.99, lr_max_cache: Optional[dict] = None, xatol: float = 0.05, scan: int = 5,
-         s_max: Optional[float] = None, mus: Optional[Sequence[float]] = None, dana: Optional[dict] = None) -> dict:
+         s_max: Optional[float] = None, mus: Optional[Sequence[float]] = None, dana: Optional[dict] = None,
+         refine_mu: bool = False) -> dict:
     """One (d, D) cell: tuned lr and final loss at every batch of :func:`batches_for`. Steps ``S = round(D/B)``
     (the samples actually used are ``B S``); ``s_max`` drops the batches with more steps (the budgets past the
     reported ones only serve the large batches' B_crit targets). ``mus`` (momentum families): mu tuned jointly
-    on this grid (:func:`tune_lr_mu`; ``mu``, ``loss_by_mu``, ``lr_by_mu`` in the result); otherwise mu fixed.
+    on this grid (:func:`tune_lr_mu`, continuous optimum with ``refine_mu``; ``mu``, ``loss_by_mu``, ``lr_by_mu``
+    in the result); otherwise mu fixed.
     ``dana``: DANA's base values (:func:`dana_base`), the lr being their scale."""
     B = batches_for(D, b_max, factor, s_max)
     lrs, losses, tops, S, mu_best, by_mu, lr_by_mu = [], [], [], [], [], [], []
@@ -247,7 +278,7 @@ def cell(spec, D: float, *, family: str = "sgd", mu: float = 0.9, b_max: int = 4
         s = max(1, int(round(D / b)))
         if mus is not None:
             t = tune_lr_mu(spec, family, key, s, mus=mus, frac_max=frac_max, xatol=xatol, scan=scan,
-                           lr_max_cache=lr_max_cache)
+                           lr_max_cache=lr_max_cache, refine=refine_mu)
             mu_best.append(t.mu)
             by_mu.append(t.losses)
             lr_by_mu.append(t.lrs)
