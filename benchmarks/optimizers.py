@@ -3,7 +3,8 @@
 Prints:
   * exact moment recursion (plrf.moments through plrf.runners.expected, jitted, warm) mode-steps/s at d = 1024 for
     sgd (constant lr: blocked path; cosine: per step), momentum, nesterov, dana-decaying and momentum + EMA
-    (3 states; target >= 3e8 mode-steps/s for 3-state optimizers); the rate is the marginal one,
+    (3 states; target >= 3e8 mode-steps/s for 3-state optimizers), and momentum + EMA without the superblocks
+    (``plrf.runners._superblock_advance``) for their gain within the run; the rate is the marginal one,
     ``d n / (t(2n) - t(n))``;
   * eigen momentum vs features momentum steps/s at d = 1024 (target ratio >= 50x);
   * first-call compile time of an eigen simulation (target < 5 s) and a second call with other lr / momentum values
@@ -69,13 +70,20 @@ def recursion_rates(d, n, repeats):
         "dana-decaying (2 states)": O.dana_decaying(dd["g2"], dd["g3_decaying"], delta=dd["delta"], kappa=dd["kappa"]),
         "momentum+ema (3 states)": O.momentum(0.1 * lr, 0.9, ema=0.01),
     }
-    f = jax.jit(lambda o, g: runners.expected(lam, nn, w, 0.0, o, 1, g)[0])
+    opts["momentum+ema, blocks only (no superblocks)"] = opts["momentum+ema (3 states)"]
     out = {}
     for name, o in opts.items():
-        ts = []
-        for N in (n, 2 * n):
-            g = jnp.asarray(plrf.log_grid(N, 20))
-            ts.append(_best(lambda: jax.block_until_ready(f(o, g)), repeats))
+        saved = runners.SUPERBLOCK_MIN_WIDTH
+        if "no superblocks" in name:        # the matrix-vector blocks alone: the ratio of the superblocks' gain
+            runners.SUPERBLOCK_MIN_WIDTH = 1 << 62
+        try:
+            f = jax.jit(lambda o, g: runners.expected(lam, nn, w, 0.0, o, 1, g)[0])   # traced here: the setting holds
+            ts = []
+            for N in (n, 2 * n):
+                g = jnp.asarray(plrf.log_grid(N, 20))
+                ts.append(_best(lambda: jax.block_until_ready(f(o, g)), repeats))
+        finally:
+            runners.SUPERBLOCK_MIN_WIDTH = saved
         out[name] = (d * n / (ts[1] - ts[0]) if ts[1] > ts[0] else np.inf, d * 2 * n / ts[1])
     return out
 
@@ -163,7 +171,7 @@ def main(argv=None):
           f"(target < 5 s); "
           f"second call with other lr/momentum {second:.3f} s, jit cache entries added: first {grow1}, second {grow2} "
           f"(target 0)")
-    n = 5_000 if q else 20_000
+    n = 20_000 if q else 100_000
     for rep in (1, 2):
         rates = recursion_rates(1024, n, 1 if q else 2)
         print(f"\nexact recursion at d = 1024, run {rep} (n = {n} and {2 * n} steps; load {os.getloadavg()[0]:.1f})")
