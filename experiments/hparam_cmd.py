@@ -395,7 +395,12 @@ def plot(r, config, path):
             if q == "B_tol":
                 ax.plot(D, [row["B_star"] for row in pd["rows"]], "x", color=col, ms=6)
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        ys = [v for ln in ax.get_lines() for v in np.asarray(ln.get_ydata(), dtype=float)]
+        if any(np.isfinite(v) and v > 0 for v in ys):
+            ax.set_yscale("log")
+        elif q != "lambda_star":     # e.g. B_crit with too few batches to fit: say so instead of an empty log axis
+            ax.text(0.5, 0.35, "no finite value (too few batches?)", transform=ax.transAxes, ha="center",
+                    va="center")
         ax.set_xlabel("data budget D = B S (samples)")
         ax.set_title(title, fontsize=9)
         ax.grid(True, which="major", alpha=0.3)

@@ -203,7 +203,8 @@ def tune_lr_mu(spec, family: str, batch: int, steps: int, *, mus: Sequence[float
     """Joint (mu, lr) tuning of heavy ball / Nesterov: the lr tuned (:func:`tune_lr`, bounded by the stability
     edge at (batch, mu)) at every mu of the grid ``mus``; the best pair is kept. ``refine``: then a continuous
     optimum, scipy's bounded Brent search in ``x = ln(1 - mu)`` (``mu_xatol`` in x) between the grid neighbours of
-    the best grid mu (past the last one up to ``1 - (1 - mu_last)/10``), the lr re-tuned at every trial mu; the
+    the best grid mu (past the last one up to ``1 - (1 - mu_last)/10``, moved up by factors of 10 in ``1 - mu``
+    while the optimum sits at that end, to ``1 - mu = 1e-6``), the lr re-tuned at every trial mu; the
     returned ``mu``, ``lr``, ``loss`` are the refined ones (never worse than the grid's best), ``mus``/``losses``
     stay the grid's."""
     if family not in MOMENTUM_FAMILIES:
@@ -244,10 +245,16 @@ def _refine_mu(spec, family, batch, steps, mus, j, best, *, frac_max, xatol, sca
                     weight_decay=weight_decay)
         seen[x] = (mu, t.lr, t.loss, t.lr_max)
         return math.log(t.loss) if math.isfinite(t.loss) else 1e3
-    # x = ln(1 - mu) decreases with mu: the bracket is (ln(1 - hi), ln(1 - lo))
-    res = optimize.minimize_scalar(f, bounds=(math.log(1.0 - hi), math.log(1.0 - lo)), method="bounded",
-                                   options=dict(xatol=mu_xatol))
-    cand = seen.get(res.x) or seen[min(seen, key=lambda x: seen[x][2])]
+    # x = ln(1 - mu) decreases with mu: the bracket is (ln(1 - hi), ln(1 - lo)); an optimum at the top of a
+    # bracket past the grid moves the bracket up by another factor 10 in 1 - mu (up to 1 - mu = 1e-6)
+    while True:
+        res = optimize.minimize_scalar(f, bounds=(math.log(1.0 - hi), math.log(1.0 - lo)), method="bounded",
+                                       options=dict(xatol=mu_xatol))
+        past = k + 1 >= order.size or hi > order[-1]
+        if not (past and res.x < math.log(1.0 - hi) + 2 * mu_xatol and 1.0 - hi > 1e-6):
+            break
+        lo, hi = 1.0 - math.exp(res.x), 1.0 - (1.0 - hi) / 10.0
+    cand = seen[min(seen, key=lambda x: seen[x][2])]
     return cand if cand[2] < best[2] else best
 
 
