@@ -395,16 +395,21 @@ def plot(r, config, path):
             if q == "B_tol":
                 ax.plot(D, [row["B_star"] for row in pd["rows"]], "x", color=col, ms=6)
         ax.set_xscale("log")
-        ys = [v for ln in ax.get_lines() for v in np.asarray(ln.get_ydata(), dtype=float)]
-        if any(np.isfinite(v) and v > 0 for v in ys):
+        allD = [row["D"] for pd in r["per_d"] for row in pd["rows"]]
+        ax.set_xlim(min(allD) / 1.5, max(allD) * 1.5)
+        ys = np.array([v for ln in ax.get_lines() for v in np.asarray(ln.get_ydata(), dtype=float)])
+        ys = ys[np.isfinite(ys) & (ys > 0)]
+        if ys.size:
             ax.set_yscale("log")
-        elif q != "lambda_star":     # e.g. B_crit with too few batches to fit: say so instead of an empty log axis
-            ax.text(0.5, 0.35, "no finite value (too few batches?)", transform=ax.transAxes, ha="center",
-                    va="center")
+            if ys.max() < ys.min() * 1.01:        # one value (e.g. B* at the largest batch everywhere)
+                ax.set_ylim(ys.min() / 2, ys.max() * 2)
         ax.set_xlabel("data budget D = B S (samples)")
         ax.set_title(title, fontsize=9)
         ax.grid(True, which="major", alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
+        if not ys.size and q != "lambda_star":   # e.g. B_crit with too few batches to fit: say so
+            ax.text(0.5, 0.5, "no finite value (too few batches?)", transform=ax.transAxes, ha="center",
+                    va="center")
+        elif ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=6, ncol=2)
         else:
             ax.text(0.5, 0.5, "not scanned (--no-wd)", transform=ax.transAxes, ha="center", va="center")

@@ -277,3 +277,21 @@ def test_refined_momentum_against_brute_force():
             best, best_mu = float(L.min()), float(mu)
     assert r.loss == pytest.approx(best, rel=2e-3)
     assert abs(r.mu - best_mu) < 0.03, (r.mu, best_mu)
+
+
+def test_plot_without_any_finite_critical_batch(tmp_path, monkeypatch):
+    """Two batches per budget (--batch-max 4 --batch-factor 4) leave B_crit unfitted (NaN) everywhere: the figure
+    is still written, labelled, with the empty panel saying so (this raised 'Data cannot be log-scaled')."""
+    from figcheck import record_figures
+
+    from experiments.hparam_cmd import plot
+    found = record_figures(monkeypatch)
+    rows = [dict(D=D, B_crit=float("nan"), B_tol=4.0, B_star=4.0, lr_star=0.1 / D ** 0.5) for D in (1e3, 1e4, 1e5)]
+    r = dict(per_d=[dict(d=100, rows=rows)], fits_D={})
+    config = dict(alpha=1.0, beta=0.7, tol=0.1, optimizer="nesterov", tune_momentum=True, wd_taus=None)
+    fig = plot(r, config, tmp_path / "h.png")
+    assert (tmp_path / "h.png").stat().st_size > 0
+    assert found == {"h.png": []}
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert any("no finite value" in t for t in texts)
+    assert fig.axes[0].get_yscale() == "linear" and fig.axes[2].get_yscale() == "log"
