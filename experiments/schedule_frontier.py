@@ -58,12 +58,17 @@ def compare(alpha, beta, **kw):
     out["theory"] = dict(xi=float(th.xi), eta=float(th.eta))
     grid = common_grid(wsd, per_decade=8)      # one flop grid for both (WSD's horizons start at T = 10)
     for name, curves in (("constant", const), ("wsd", wsd)):
-        fit = fit_envelope(curves, grid=grid)
+        # local slopes over two decades (one rung per octave prints a staircase into shorter windows), kept
+        # inside the fit window (near the ladder's ends the argmin is not bracketed)
+        fit = fit_envelope(curves, grid=grid, slope_window=2.0)
+        lf = fit.local.flops
+        keep = (lf >= fit.window[0]) & (lf <= fit.window[1])
         out[name] = dict(xi=fit.xi, xi_err=fit.xi_err, eta=fit.eta, eta_err=fit.eta_err,
                          window=[float(w) for w in fit.window],
-                         local_flops=fit.local.flops.tolist(), local_xi=fit.local.xi.tolist(),
-                         local_eta=fit.local.eta.tolist(),
-                         env_flops=fit.flops.tolist(), envelope=fit.envelope.tolist())
+                         local_flops=lf[keep].tolist(), local_xi=fit.local.xi[keep].tolist(),
+                         local_eta=fit.local.eta[keep].tolist(),
+                         env_flops=fit.flops.tolist(), envelope=fit.envelope.tolist(),
+                         curves=[(int(d), np.asarray(f).tolist(), np.asarray(l).tolist()) for d, f, l in curves])
     return out
 
 
@@ -87,8 +92,10 @@ def plot(results, path):
         col = cols[i % len(cols)]
         for name, ls in (("constant", "-"), ("wsd", "--")):
             q = r[name]
-            axes[0].plot(q["local_flops"], q["local_eta"], ls, color=col, label=f"{label} {name}")
-            axes[1].plot(q["local_flops"], q["local_xi"], ls, color=col, label=f"{label} {name}")
+            lf = np.asarray(q["local_flops"])
+            k = (lf >= 10 * q["window"][0]) & (lf <= q["window"][1] / 10)   # whole 2-decade slope window inside
+            axes[0].plot(lf[k], np.asarray(q["local_eta"])[k], ls, color=col, label=f"{label} {name}")
+            axes[1].plot(lf[k], np.asarray(q["local_xi"])[k], ls, color=col, label=f"{label} {name}")
         axes[0].axhline(r["theory"]["eta"], color=col, lw=0.8, ls=":")
         axes[1].axhline(r["theory"]["xi"], color=col, lw=0.8, ls=":")
         axes[2].plot(*ratio(r), "-", color=col, label=label)
