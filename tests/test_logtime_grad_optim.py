@@ -78,14 +78,15 @@ def test_family_rejects_bad_options(spec):
 # slow: the replay's value and gradient (one ~20-40 s compilation of its reverse mode per family)
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,ema,tol", [("momentum", None, 2e-6), ("dana-decaying", None, 2e-6),
-                                          ("momentum", "uniform", 2e-4)])
-def test_replay_matches_forward_exact_and_finite_difference(spec, name, ema, tol):
+@pytest.mark.parametrize("name,ema,tol,fd_tol", [("momentum", None, 2e-6, 1e-4), ("dana-decaying", None, 2e-6, 1e-4),
+                                                 ("momentum", "uniform", 2e-4, 1e-3)])
+def test_replay_matches_forward_exact_and_finite_difference(spec, name, ema, tol, fd_tol):
     """T = 1e4, 12 knots ('ends') at random values in (0.5, 0.8) x their caps, rtol 1e-4 (the default): the replay
     equals the forward solve to 1e-12 (same functions, same mesh); it equals the exact recursion's loss to 1e-6
     and its gradient the exact recursion's reverse-mode gradient to ``tol`` of the largest entry (measured:
     heavy ball 4e-7 / 3.6e-7, DANA 1.6e-9 / 5e-8 (g2, g3), heavy ball read from the uniform average 4.3e-7 / 5.4e-5),
-    and a central finite difference of forward solves at the largest-gradient knot to 1e-4."""
+    and a central finite difference of forward solves (each on its own mesh) at the largest-gradient knot to
+    ``fd_tol`` (2.3e-4 measured with the average, whose solver error is larger)."""
     T = 10_000
     fam = LO.family(name, spec, space="ends", mu=0.9, alpha=1.0, ema=ema)
     cp = LO.caps(fam, spec)
@@ -113,7 +114,7 @@ def test_replay_matches_forward_exact_and_finite_difference(spec, name, ema, tol
         c, _ = LO.forward(fam, spec, u, v, steps=T)
         return LO.final_of(fam, c)
     fd = (fwd(1) - fwd(-1)) / (2 * step)
-    assert fd == pytest.approx(g[k][j], rel=1e-4)
+    assert fd == pytest.approx(g[k][j], rel=fd_tol)
 
 
 @pytest.mark.slow
