@@ -464,8 +464,8 @@ def solve_horizon(fam: Family, spectrum: Spectrum, *, steps: int, knots: int = 3
     log-time solves, then :func:`optimize` warm-started from the best tuned WSD (DANA: g3 at its baseline value).
     ``arrays``/``sample_lr`` hold the lr-like schedule (heavy ball: ``eff``, and ``lr = eff (1 - mu)``; DANA:
     ``g2`` and ``g3``). ``rtol_opt``: the local tolerance of the optimisation's meshes (default ``rtol``; a
-    looser one makes fewer rows: the time-varying system needs ~1/rtol intervals across a decay); every reported
-    loss is a forward solve at ``rtol``."""
+    looser one makes fewer rows: the time-varying system needs ~1/rtol intervals across a decay), also used to
+    tune the baselines' peaks (and WSD's cooldown); every reported loss is a forward solve at ``rtol``."""
     import plrf
     from .logtime_grad import shape_schedule
     from .optimal_schedule import fit_shape
@@ -475,7 +475,8 @@ def solve_horizon(fam: Family, spectrum: Spectrum, *, steps: int, knots: int = 3
     cp = caps(fam, spectrum, batch, frac, g3_max)
     lead = fam.names[0]
     g3 = 0.5 * cp["g3"] if fam.optimizer == "dana-decaying" else 0.0
-    tb = dict(steps=T, cap=cp[lead], batch=batch, g3=g3, rtol=rtol)
+    r_opt = rtol if rtol_opt is None else rtol_opt
+    tb = dict(steps=T, cap=cp[lead], batch=batch, g3=g3, rtol=r_opt)
     base = {}
     for name in ("constant", "cosine", "linear"):
         loss, peak = tune_baseline(fam, spectrum, name, **tb)
@@ -488,7 +489,7 @@ def solve_horizon(fam: Family, spectrum: Spectrum, *, steps: int, knots: int = 3
         if fam.optimizer == "dana-decaying":
             init["g3"] = g3
     r = optimize(fam, spectrum, steps=T, knots=knots, batch=batch, frac=frac, init=init, rounds=rounds,
-                 maxiter=maxiter, rtol=rtol if rtol_opt is None else rtol_opt, g3_max=g3_max)
+                 maxiter=maxiter, rtol=r_opt, g3_max=g3_max)
     grid = plrf.log_grid(T, num)
     curve, _ = forward(fam, spectrum, r.u, r.values, steps=T, batch=batch, rtol=rtol, grid=grid)
     ks = knot_steps(r.u, T, fam.space)
@@ -521,6 +522,8 @@ def solve_horizon(fam: Family, spectrum: Spectrum, *, steps: int, knots: int = 3
                           steps=T, batch=batch, grid=grid, rtol=rtol)
         return np.asarray(c.loss if fam.readout == 0 else c.readouts["average"])
     rec["baseline_curves"] = {k: bcurve(k, b) for k, b in base.items()}
+    for k, b in base.items():      # every reported loss at rtol (the peaks were tuned at rtol_opt)
+        b["final_loss"] = float(rec["baseline_curves"][k][-1])
     best = min(base, key=lambda k: base[k]["final_loss"])
     bl = base[best]["final_loss"]
     P_star = float(spectrum.P_star)
