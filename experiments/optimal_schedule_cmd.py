@@ -30,7 +30,7 @@ MAX_STEPS = 1_000_000       # the exact recursion (--solver exact)
 MAX_STEPS_LOGTIME = 10_000_000_000   # the log-time solver (--solver logtime)
 ROUND_ITER = 25             # L-BFGS iterations per re-mesh round of the log-time solver
 OPTIMIZERS = ("sgd", "momentum", "dana-decaying")
-RTOL_OPT_SYSTEM = 1e-3      # log-time meshes of the momentum/DANA/EMA optimisation (losses reported at 1e-4)
+RTOL_OPT_SYSTEM = 1e-4      # log-time meshes of the momentum/DANA/EMA optimisation (1e-3 measured too coarse: README)
 
 
 def _steps_list(text):
