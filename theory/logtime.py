@@ -332,7 +332,9 @@ def _powers(E, b, h, bits=NBITS):
         return jax.lax.cond(((hi >> (NBITS - 1 - k)) & 1) == 1, plus_one, lambda c: c, dbl)
 
     init = (jnp.zeros_like(E), zero_v, zero_v, zero_v, jnp.zeros((), jnp.float64))
-    EL, S0, S1, S2, _ = jax.lax.fori_loop(NBITS - jnp.asarray(bits, jnp.int32), NBITS, body, init)
+    # a Python int ``bits`` keeps the trip count static (a scan: reverse-differentiable, theory.logtime_grad_optim)
+    lo = NBITS - bits if isinstance(bits, int) else NBITS - jnp.asarray(bits, jnp.int32)
+    EL, S0, S1, S2, _ = jax.lax.fori_loop(lo, NBITS, body, init)
     return EL, S0, S1, S2
 
 
@@ -363,41 +365,61 @@ def _sys_solve(z, Q0, Qp, hp, hist, h, powers, rows, P_star):
     return z1, P1, P_star + jnp.sum(rows[1:] * z1[None], axis=(1, 2))
 
 
-@functools.partial(jax.jit, static_argnames=("forced", "constant"))
-def _sys_attempt(z, P0, Qp, hp, hist, r0, h, h1, bits, opt, lam, n, B, P_star, forced, constant):
-    """Two halves (``h1``, ``h2 = h - h1`` with ``h2 - h1`` in {0, 1}) and one whole interval, each with the
-    system frozen at its midpoint; returns the two-half result, ``P`` at the midpoint and the step-doubling
-    error ``sum_k sum_rows |row . (z_whole - z_half)| / P``. ``bits``: binary digits of ``h1``.
+def _sys_powers(r0, h, h1, bits, opt, lam, n, B, forced, constant, whole=True):
+    """The powers of the two halves (``h1``, ``h2 = h - h1``, ``h2 - h1`` in {0, 1}) and, with ``whole``, of the
+    whole interval, each system frozen at its midpoint, and the read-out rows: ``(p1, p2, pw, rows)``.
 
     One powering loop of length ``h1`` serves all three: with constant hyper-parameters on the one system
     (``h2`` and ``h`` then follow by :func:`_combine`); otherwise on the three frozen systems side by side along
     the mode axis, the second then advanced by one step when ``h2 = h1 + 1`` and the third doubled (and
-    advanced by one step when ``h`` is odd)."""
+    advanced by one step when ``h`` is odd). ``bits``: binary digits of ``h1``."""
     h2 = h - h1
     d = lam.shape[0]
     step = lambda p, E, b, L: _combine(p, (E, b, jnp.zeros_like(b), jnp.zeros_like(b)), L)  # noqa: E731
     pick = lambda c, a, o: jax.tree.map(lambda x, y: jnp.where(c, x, y), a, o)  # noqa: E731
+    pw = None
     if constant:
         E, b, rows = pm.system_map(opt.system(r0), lam, n, B, forced)
         p1 = _powers(E, b, h1, bits)
         p2 = pick(h2 > h1, step(p1, E, b, h1), p1)
-        pw = _combine(p1, p2, h1)
+        pw = _combine(p1, p2, h1) if whole else None
     else:
-        maps = [pm.system_map(opt.system(t), lam, n, B, forced) for t in
-                (r0 + (h1 - 1.0) / 2.0, r0 + h1 + (h2 - 1.0) / 2.0, r0 + (h - 1.0) / 2.0)]
+        times = (r0 + (h1 - 1.0) / 2.0, r0 + h1 + (h2 - 1.0) / 2.0) + ((r0 + (h - 1.0) / 2.0,) if whole else ())
+        maps = [pm.system_map(opt.system(t), lam, n, B, forced) for t in times]
         rows = maps[0][2]
         allp = _powers(jnp.concatenate([m[0] for m in maps], axis=-1),
                        jnp.concatenate([m[1] for m in maps], axis=-1), h1, bits)
-        p1, p2, p3 = (tuple(x[..., i * d:(i + 1) * d] for x in allp) for i in range(3))
-        p2 = pick(h2 > h1, step(p2, maps[1][0], maps[1][1], h1), p2)
-        p3 = _combine(p3, p3, h1)
-        pw = pick(h > 2.0 * h1, step(p3, maps[2][0], maps[2][1], 2.0 * h1), p3)
+        ps = [tuple(x[..., i * d:(i + 1) * d] for x in allp) for i in range(len(maps))]
+        p1 = ps[0]
+        p2 = pick(h2 > h1, step(ps[1], maps[1][0], maps[1][1], h1), ps[1])
+        if whole:
+            p3 = _combine(ps[2], ps[2], h1)
+            pw = pick(h > 2.0 * h1, step(p3, maps[2][0], maps[2][1], 2.0 * h1), p3)
+    return p1, p2, pw, rows
+
+
+def _sys_halves(z, P0, Qp, hp, hist, h, h1, p1, p2, rows, P_star):
+    """The two halves from their powers: ``z``, ``P_eval`` and the losses at the end, and ``P_eval`` at the
+    midpoint: ``(z_half, P_half, P_mid, losses)``."""
     zm, Pm, _ = _sys_solve(z, P0, Qp, hp, hist, h1, p1, rows, P_star)
-    zh, Ph, Lh = _sys_solve(zm, Pm, P0, h1, True, h2, p2, rows, P_star)
+    zh, Ph, Lh = _sys_solve(zm, Pm, P0, h1, True, h - h1, p2, rows, P_star)
+    return zh, Ph, Pm, Lh
+
+
+def _sys_intervals(z, P0, Qp, hp, hist, r0, h, h1, bits, opt, lam, n, B, P_star, forced, constant):
+    """Two halves (``h1``, ``h2 = h - h1``) and one whole interval (:func:`_sys_powers`); returns the two-half
+    result, ``P`` at the midpoint, the losses and the step-doubling error
+    ``sum_k sum_rows |row . (z_whole - z_half)| / P``. (:mod:`theory.logtime_grad_optim` replays the accepted
+    two-half steps with :func:`_sys_powers` and :func:`_sys_halves`.)"""
+    p1, p2, pw, rows = _sys_powers(r0, h, h1, bits, opt, lam, n, B, forced, constant)
+    zh, Ph, Pm, Lh = _sys_halves(z, P0, Qp, hp, hist, h, h1, p1, p2, rows, P_star)
     zf, Pf, _ = _sys_solve(z, P0, Qp, hp, hist, h, pw, rows, P_star)
     err = jnp.sum(jnp.abs(jnp.sum(rows * (zf - zh)[None], axis=1))) / Ph
     ok = jnp.isfinite(err) & (Ph > 0) & (Pm > 0) & (Pf > 0) & jnp.all(jnp.isfinite(Lh))
     return zh, Ph, Pm, Lh, jnp.where(ok, err, jnp.inf)
+
+
+_sys_attempt = jax.jit(_sys_intervals, static_argnames=("forced", "constant"))
 
 
 @functools.partial(jax.jit, static_argnames=("forced", "count"))
@@ -547,8 +569,9 @@ def solve_logtime(spectrum: Spectrum, optimizer, *, steps: int, batch: int = 1, 
     after=optimizer)``: log-spaced plus the steps right after every breakpoint).
     ``rtol``: local tolerance per interval (step doubling). Losses of further read-outs (the average,
     schedule-free's z) are in ``LogCurve.readouts``. Raises ValueError for an unstable optimizer (the checks of
-    ``plrf.expected_loss``). ``trace``: a list that receives the accepted steps of the solve (plain SGD only;
-    :mod:`theory.logtime_grad` replays them to differentiate the loss with respect to the schedule).
+    ``plrf.expected_loss``). ``trace``: a list that receives the accepted steps of the solve
+    (:mod:`theory.logtime_grad` (plain SGD) and :mod:`theory.logtime_grad_optim` (any optimizer) replay them to
+    differentiate the loss with respect to the schedule).
     """
     spectrum, batch, steps = check_spectrum(spectrum), check_batch(batch), check_steps(steps)
     grid = check_grid(grid, steps, num, after=optimizer)
@@ -568,8 +591,6 @@ def solve_logtime(spectrum: Spectrum, optimizer, *, steps: int, batch: int = 1, 
         bps = np.union1d(breakpoints(schedule, lr, steps), _hyper_jumps(opt, steps))  # sgd(s) = s
         lr_grid = lr(grid.astype(np.float64))
     else:
-        if trace is not None:
-            raise ValueError("trace: only for plain SGD (a learning-rate schedule without weight decay or averaging)")
         check_optimizer(spectrum, opt, batch, grid)
         at = [0.0] if time_invariant(opt) else np.unique(np.geomspace(1, steps, 5).round())
         kn = max(system_edges(spectrum, opt.system(float(t)), batch)[1] for t in at)
