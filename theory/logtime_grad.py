@@ -306,20 +306,26 @@ def tune_baseline(spectrum: Spectrum, name: str, *, steps: int, batch: int = 1, 
     """``(final loss, peak)`` of the baseline with its peak lr tuned (bounded scalar search in log peak over
     ``[1e-3, 1] x frac x`` the stability edge) on forward log-time solves."""
     import plrf
-    from scipy.optimize import minimize_scalar
     cap = frac * plrf.max_stable_lr(spectrum, batch)
 
     def f(lp):
         c = solve_logtime(spectrum, shape_schedule(name, math.exp(lp), steps, cooldown), steps=steps, batch=batch,
                           num=20, rtol=rtol)
         return math.log(c.final)
-    xs = np.linspace(math.log(cap * 1e-3), math.log(cap), 7)
+    x, v = scan_then_bounded(f, math.log(cap * 1e-3), math.log(cap))
+    return math.exp(v), math.exp(x)
+
+
+def scan_then_bounded(f, lo: float, hi: float, scan: int = 7, xatol: float = 1e-3):
+    """``(x, f(x))`` minimising ``f`` on ``[lo, hi]``: a ``scan``-point grid brackets the minimum, then scipy's
+    bounded scalar search between the best point's neighbours (the grid's best is kept if the search does worse)."""
+    from scipy.optimize import minimize_scalar
+    xs = np.linspace(lo, hi, scan)
     vals = [f(x) for x in xs]
     j = int(np.argmin(vals))
     a, b = xs[max(j - 1, 0)], xs[min(j + 1, xs.size - 1)]
-    res = minimize_scalar(f, bounds=(a, b), method="bounded", options=dict(xatol=1e-3))
-    x, v = (res.x, res.fun) if res.fun <= vals[j] else (xs[j], vals[j])
-    return math.exp(v), math.exp(x)
+    res = minimize_scalar(f, bounds=(a, b), method="bounded", options=dict(xatol=xatol))
+    return (float(res.x), float(res.fun)) if res.fun <= vals[j] else (float(xs[j]), float(vals[j]))
 
 
 # ---------------------------------------------------------------------------------------------------------

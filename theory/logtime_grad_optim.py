@@ -435,7 +435,7 @@ def tune_baseline(fam: Family, spectrum: Spectrum, name: str, *, steps: int, cap
     """``(final loss, peak)``: the peak tuned by a 7-point scan of ``log peak`` over ``[1e-3, 1] x cap`` and a
     bounded scalar search (scipy) between the neighbours of the best (as
     :func:`theory.logtime_grad.tune_baseline`); an unstable peak counts as +inf."""
-    from scipy.optimize import minimize_scalar
+    from .logtime_grad import scan_then_bounded
 
     def f(lp):
         try:
@@ -445,12 +445,7 @@ def tune_baseline(fam: Family, spectrum: Spectrum, name: str, *, steps: int, cap
             return math.inf
         v = final_of(fam, c)
         return math.log(v) if v > 0 and math.isfinite(v) else math.inf
-    xs = np.linspace(math.log(cap * 1e-3), math.log(cap), 7)
-    vals = [f(x) for x in xs]
-    j = int(np.argmin(vals))
-    a, b = xs[max(j - 1, 0)], xs[min(j + 1, xs.size - 1)]
-    res = minimize_scalar(f, bounds=(a, b), method="bounded", options=dict(xatol=1e-3))
-    x, v = (res.x, res.fun) if res.fun <= vals[j] else (xs[j], vals[j])
+    x, v = scan_then_bounded(f, math.log(cap * 1e-3), math.log(cap))
     return math.exp(v), math.exp(x)
 
 
