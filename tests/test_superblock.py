@@ -6,15 +6,13 @@ the superblock by a Volterra solve with a Toeplitz history) against the independ
 Superblocks engage only where they pay (``nz d >= SUPERBLOCK_MIN_WIDTH``, d ~ 1e3 and up); here the thresholds
 are lowered so that they engage at d = 16 with ``ms = 8``, ``J = 4`` (32 steps): the grid's intervals (1 to 163
 steps) mix whole superblocks, 8-step blocks and single steps."""
-import jax
-import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from plrf import optimizers as O
 from plrf import runners
 
-from test_optimizers import STEPS, _arrays, _case, binned, inst, reference_losses, spec  # noqa: F401 (fixtures)
+import test_optimizers as T
+from test_optimizers import binned, inst, spec  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
@@ -26,16 +24,11 @@ def small_superblocks(monkeypatch):
 
 @pytest.mark.parametrize("name,B", [("nesterov-wd-ema", 3), ("momentum", 1)])
 def test_superblocks_match_independent_reference(spec, binned, small_superblocks, name, B):
-    """Unit and binned multiplicities, weight decay (first moments) and EMA included; a superblock is used."""
-    opt, coefs, kind = _case(name, B)
+    """Unit and binned multiplicities, weight decay (first moments) and EMA included: the blocked recursion's test
+    (the same grid and reference) with superblocks engaged."""
+    opt, _, _ = T._case(name, B)
     assert runners.expected_superblock(opt, 16) == (8, 4)
-    grid = np.array([0, 1, 2, 17, 50, 137, STEPS])
-    run = jax.jit(lambda a, o, g: runners.expected(*a, o, B, g))
-    for sp in (spec, binned):
-        P, div = run(_arrays(sp), opt, jnp.asarray(grid))
-        assert int(div) == -1
-        ref = reference_losses(sp, coefs, STEPS, B, kind)
-        np.testing.assert_allclose(np.asarray(P), ref[: len(opt.readouts)][:, grid], rtol=1e-10, atol=0)
+    T.test_blocked_recursion_matches_independent_reference(spec, binned, name, B)
 
 
 def test_superblock_choice():
