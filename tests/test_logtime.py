@@ -276,6 +276,12 @@ def test_optimizer_first_steps_exact(opt_spec):
     np.testing.assert_allclose(lt.readouts["average"], ex.readouts["average"][0], rtol=1e-12)
 
 
+# _powers jitted once (h and the digit count are traced, as in the solver's compiled programs): called eagerly,
+# every call re-traced its loop body and compiled a new program (41 + 14 compilations, ~5 CPU-s of the suite)
+_powers = jax.jit(L._powers)
+_combine = jax.jit(L._combine)
+
+
 def test_powers_vs_repeated_products():
     # binary powering (G^h - I and sum_m m^p G^m b) vs explicit repeated products of a random complex-
     # eigenvalue 3x3 map for h = 1..40 and 1000 (1e-11)
@@ -284,7 +290,7 @@ def test_powers_vs_repeated_products():
     b = rng.normal(size=3)
     for h in list(range(1, 41)) + [1000]:
         EL, S0, S1, S2 = (np.asarray(x)[..., 0] for x in
-                          L._powers(jnp.asarray(G - np.eye(3))[..., None], jnp.asarray(b)[:, None], float(h)))
+                          _powers(jnp.asarray(G - np.eye(3))[..., None], jnp.asarray(b)[:, None], float(h)))
         P = np.eye(3)
         ref = np.zeros((3, 3))
         for m in range(h):
@@ -301,13 +307,13 @@ def test_powers_digits_and_composition():
     G = np.array([[0.9, 0.3, 0.0], [-0.4, 0.8, 0.1], [0.05, 0.0, 0.95]])
     E, b = jnp.asarray(G - np.eye(3))[..., None], jnp.asarray(rng.normal(size=3))[:, None]
     for h in (1, 2, 7, 64, 1001):
-        full = L._powers(E, b, float(h))
-        short = L._powers(E, b, float(h), L._bits(h))
+        full = _powers(E, b, float(h))
+        short = _powers(E, b, float(h), L._bits(h))
         for x, y in zip(full, short):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     for a, c in ((5, 5), (5, 6), (500, 501)):
-        comb = L._combine(L._powers(E, b, float(a)), L._powers(E, b, float(c)), float(a))
-        for x, y in zip(comb, L._powers(E, b, float(a + c))):
+        comb = _combine(_powers(E, b, float(a)), _powers(E, b, float(c)), float(a))
+        for x, y in zip(comb, _powers(E, b, float(a + c))):
             np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-11, atol=1e-12 * float(jnp.abs(y).max()))
 
 
