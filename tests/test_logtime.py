@@ -97,7 +97,8 @@ def test_find_jumps():
 # session's -O0 code: about 6 of its 10 CPU-s at 1e5 steps), the log-time solver's work barely changes (164-208
 # intervals at 3e4 steps, 170-234 at 1e5). Measured max relative errors at 3e4 steps: 1.0e-5 (constant), 3.7e-5
 # (cosine), 4.4e-5 (wsd-linear), 7.1e-5 (wsd-cosine), 4.9e-5 (wsd-1-sqrt), 2.8e-5 (8-1-1), against 2.7e-5 .. 7.6e-5
-# at 1e5 steps: TOL keeps its 4x margin. The slow cases run 1e5 steps (and test_logtime_matches_exact_1e6 1e6).
+# at 1e5 steps: TOL keeps its 4x margin. The slow cases run 1e5 steps, and test_logtime_matches_exact_1e6 runs this
+# phase (0.4, 0.3) at 1e6 steps, d = 1000.
 @pytest.mark.parametrize("ab, batch, frac, steps", [
     pytest.param((1.0, 0.7), 1, 0.9, T, id="ab0-1-0.9"), pytest.param((0.4, 0.3), 1, 0.9, 30_000, id="ab1-1-0.9"),
     pytest.param((0.8, 0.3), 4, 0.9, T, marks=pytest.mark.slow, id="ab2-4-0.9"),
