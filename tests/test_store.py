@@ -321,14 +321,22 @@ class _TTY(io.StringIO):
         return True
 
 
-def test_progress_bar_counts_eta_and_silence():
+def test_progress_bar_counts_eta_and_silence(monkeypatch):
+    # a scripted clock (the ETA bound against the wall clock failed under load: the time between the first and
+    # second update is not bounded by the time before the first)
+    now = [100.0]
+    monkeypatch.setattr(progress, "time", type("Clock", (), {"perf_counter": staticmethod(lambda: now[0])}))
     s = io.StringIO()
     with progress.Progress(4, desc="ladder", stream=s, force=True, min_interval=0.0) as bar:
-        bar.skip(1)
+        now[0] = 101.0
+        bar.skip(1)                                 # resumed: not in the rate
         assert bar.eta() == float("inf")            # nothing computed yet: no rate
+        now[0] = 110.0
+        bar.update()                                # the first computed unit (compilation): not in the rate
+        assert bar.eta() == float("inf")
+        now[0] = 112.0
         bar.update()
-        bar.update()
-        assert 0.0 <= bar.eta() <= bar.elapsed / 2 * 1 + 1e-9   # 1 left at the computed rate
+        assert bar.eta() == 2.0 and bar.elapsed == 12.0   # 1 left at 2 s per unit after the first
     out = s.getvalue()
     assert "ladder  3/4 cells" in out and out.endswith("\n") and "ETA" in out
     tty = _TTY()
