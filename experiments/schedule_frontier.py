@@ -123,7 +123,15 @@ def main(argv=None):
     ap.add_argument("--out", required=True)
     ap.add_argument("--replot", action="store_true", help="redraw OUT's figure from OUT/results.json")
     a = ap.parse_args(argv)
+    for bad, msg in ((not 64 <= a.d_max <= 2 ** 24, f"--d-max must be in [64, 2^24], got {a.d_max}"),
+                     (not a.flops_max >= 1e3 * a.d_max, f"--flops-max must be >= 1e3 x --d-max, got {a.flops_max:g}"),
+                     (not 1 <= a.per_decade <= 8, f"--per-decade must be in 1..8, got {a.per_decade}"),
+                     (not 0 < a.cooldown < 1, f"--cooldown must be in (0, 1), got {a.cooldown}")):
+        if bad:
+            ap.error(msg)        # exit 2, before any work
     if a.replot:
+        if not os.path.isfile(os.path.join(a.out, "results.json")):
+            ap.error(f"--replot: {os.path.join(a.out, 'results.json')} does not exist (run without --replot first)")
         with open(os.path.join(a.out, "results.json")) as fh:
             plot(json.load(fh)["results"], os.path.join(a.out, "schedule_frontier.png"))
         return
