@@ -10,7 +10,7 @@ The estimates are rough (a factor of a few either way): constants measured on th
 Measured there (Dec 2026, other jobs running): sampled spectrum d = 1024 / 2048 (v = 4d) 19 s / 102 s;
 deterministic equivalent d = 1e6 / 1e8 / 1e9 (alpha = 1) 4 s / 21 s / 55 s with 636 / 6365 / 20131 isolated
 eigenvalues and +65 / +87 MB of memory; `plrf phase-diagram --preset quick` 7.4 min (estimate 11 min) at
-d <= 5.2e5, f <= 1e12; 21 min at load ~9 (estimate 24 min) at its present d <= 1.7e7, f <= 1e13.
+d <= 5.2e5, f <= 1e12; 5.7 min quiet, 21 min at load ~9 (estimate 24 min) at its present d <= 1.7e7, f <= 1e13.
 They exist to refuse sizes off by orders of magnitude (``plrf curve --d 1e8`` would need ~8e16 bytes) and to
 tell the user, before a long run, roughly how long it will take.
 """

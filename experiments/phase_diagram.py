@@ -26,7 +26,7 @@ NAMED = {"Ia": (0.8, 0.3), "Ib": (0.4, 0.35), "Ic": (0.2, 0.8), "II": (1.0, 0.7)
 
 PRESETS = {
     # quick: 8-10 decades of compute at every named point (the fit window; IVb's ends where d* reaches 1.7e7);
-    # 21 min on the 2-core CPU with two other jobs running (load ~9)
+    # 5:41 on the 2-core CPU, quiet (21 min with two other jobs running, load ~9)
     "quick": dict(alphas=(0.35, 0.65, 1.1), betas=(0.4, 0.8, 1.3), d_min=16, d_max=2 ** 24, per_octave=1.0,
                   flops_max=1e13),
     "full": dict(alphas=tuple(np.round(np.arange(0.15, 1.51, 0.1), 3)), betas=tuple(np.round(np.arange(0.15, 1.61, 0.1), 3)),
@@ -36,7 +36,7 @@ PRESETS = {
 
 def add_arguments(p):
     p.add_argument("--preset", choices=sorted(PRESETS), default="quick",
-                   help="quick: 3x3 grid + named points, d <= 1.7e7, f <= 1e13 (~15-20 min on 2 cores); "
+                   help="quick: 3x3 grid + named points, d <= 1.7e7, f <= 1e13 (~6 min on 2 quiet cores); "
                         "full: 0.1-spaced grid, d <= 1.3e8, f <= 1e16, two rungs per octave (estimated 19 h on 2 cores; "
                         "resumable)")
     p.add_argument("--alphas", type=opt.positive_float, nargs="*", default=None, help="override the preset's alpha grid")

@@ -257,7 +257,7 @@ plt.show()
 # ## 5. Results of a `plrf phase-diagram` run (optional)
 #
 # `plrf phase-diagram --preset quick --out runs/phase-diagram` measures the exponents over a grid of
-# $(\alpha, \beta)$ and at one named point per phase (15-20 minutes on 2 cores). Point `PLRF_PHASE_DIAGRAM` at
+# $(\alpha, \beta)$ and at one named point per phase (about 6 minutes on 2 cores). Point `PLRF_PHASE_DIAGRAM` at
 # its out dir (default `runs/phase-diagram`) to plot measured against theory here.
 
 # %%
