@@ -234,7 +234,15 @@ def _expected_blocked(lam, n, w, P_star, opt, B, grid, block, superblock=None):
     z0 = moments.from_moments(moments.init(sys0, lam, w, forced), ts * ts, ts, forced)
     r0 = rows[0]
     mv = moments.permode_mv
-    R, H, A = _block_solve(G, b, r0, block)
+    # the pieces of an m-step block are the first (R, A) and last (H) rows of those of any longer block: the
+    # blocks' and the superblocks' sub-blocks (ms) come from one solve at the longer of the two
+    ms = superblock[0] if superblock is not None else block
+    top = max(ms, block)
+    Rt, Ht, At = _block_solve(G, b, r0, top)
+
+    def pieces(m):
+        return Rt[:m], Ht[top - m:], At[:m, :m]
+    R, H, A = pieces(block)
     AP = P_star * jnp.sum(A, axis=1)
     AR = A @ R                                                      # (m, nz d): P = AP + AR z
     Gm = _permode_power(G, block)
@@ -252,7 +260,10 @@ def _expected_blocked(lam, n, w, P_star, opt, B, grid, block, superblock=None):
         z = mv(Gm, z) + (P @ H).reshape(shape)
         return z, P_star + jnp.sum(r0 * z)
 
-    sup = None if superblock is None else _superblock_advance(G, b, r0, P_star, *superblock)
+    sup = None
+    if superblock is not None:     # G^ms by squaring on from G^m (or G^m's chain passes through it): m, ms powers of 2
+        Gs = _permode_power(Gm, ms // block) if ms >= block else _permode_power(G, ms)
+        sup = _superblock_advance(G, b, r0, P_star, *superblock, pieces=pieces(ms), Gs=Gs)
 
     def advance(carry, r0_, r1):
         if sup is not None:
@@ -304,7 +315,7 @@ def _block_solve(G, b, r0, m: int):
     return R.reshape(m, -1), H, A
 
 
-def _superblock_advance(G, b, r0, P_star, ms: int, J: int):
+def _superblock_advance(G, b, r0, P_star, ms: int, J: int, pieces=None, Gs=None):
     """``carry -> carry`` over ``S = J ms`` steps of ``z' = G z + b P``, ``P = P* + r_0 . z``, exactly, with
     matrix-matrix products (the blocks of :func:`_expected_blocked` are matrix-vector products, memory-bound).
 
@@ -314,11 +325,12 @@ def _superblock_advance(G, b, r0, P_star, ms: int, J: int):
     ``P_j = A (P* + F_j + h_j)`` in order, ``A`` as in :func:`_block_solve`, with the history
     ``h_j = sum_{j' < j} Toep(j - j') P_j'``, ``Toep(delta)_{i i'} = Kr(delta ms + i - 1 - i')``. Finally
     ``z <- G^S z + sum_j G^((J-1-j) ms) (H^T P_j)`` (one more ``(nz d, ms) x (ms, J)`` product and a Horner
-    sum). About ``4 nz`` multiply-adds per mode-step in matrix products plus ``S`` per step in the history."""
+    sum). About ``4 nz`` multiply-adds per mode-step in matrix products plus ``S`` per step in the history.
+    ``pieces`` (:func:`_block_solve` at ``ms``) and ``Gs = G^ms``: when the caller has them already."""
     nz, _, d = G.shape
     mv = moments.permode_mv
-    R, H, A = _block_solve(G, b, r0, ms)
-    Gs = _permode_power(G, ms)
+    R, H, A = _block_solve(G, b, r0, ms) if pieces is None else pieces
+    Gs = _permode_power(G, ms) if Gs is None else Gs
 
     def powers(v):           # (G^(j ms) v)_{j<J} and G^(J ms) v
         def pw(x, _):
