@@ -3,7 +3,8 @@
     PYTHONPATH=. python benchmarks/theory.py            # (or python -m benchmarks.theory) d = 1e3 (1e6 steps) and d = 1e4 (1e7 steps; 1e10 timed)
     PYTHONPATH=. python benchmarks/theory.py --quick    # d = 1e3 only, 1e5 steps
     PYTHONPATH=. python benchmarks/theory.py --optimizers   # momentum, momentum + EMA, DANA-decaying at d = 1e4:
-                                                         # error vs the exact recursion (1e5 steps), 1e10 steps timed
+                                                         # error vs the exact recursion (1e5 steps), 1e10 steps timed,
+                                                         # full and coarsened to 100 bins per decade
 
 Spectra: d = 1e3 is one sampled W (alpha = 1, beta = 0.7, v = 4d); d = 1e4 is the power-law spectrum
 ``lam_k = k^-2alpha, w_k = k^(-2alpha-2beta)`` (sampling W at d = 1e4, v = 4e4 costs minutes). lr = 0.9 x the
@@ -25,6 +26,7 @@ import numpy as np  # noqa: E402
 
 import plrf  # noqa: E402
 from plrf import schedules as S  # noqa: E402
+from plrf.spectrum import coarsen  # noqa: E402
 from theory import logtime, volterra  # noqa: E402
 
 
@@ -47,10 +49,11 @@ def spectra(quick: bool):
     return out
 
 
-def optimizers(rtol):
+def optimizers(rtol, per_decade=100.0):
     """The log-time solver for optimizers other than SGD on the d = 1e4 power-law spectrum: max relative error
     against the exact recursion (plrf.expected_loss; the blocked path for the constant ones) over 1e5 steps, and
-    the time of 1e10 steps (first call with compilation, then warm)."""
+    the time of 1e10 steps (first call with compilation, then warm); then the same on the spectrum coarsened to
+    ``per_decade`` bins per decade of eigenvalue (plrf.spectrum.coarsen, 499 entries for 10^4 modes at 100)."""
     from plrf import optimizers as O
     k = np.arange(1, 10001.0)
     spec = plrf.make_spectrum(k ** -2.0, k ** -3.4, 1e-9)
@@ -60,6 +63,8 @@ def optimizers(rtol):
                                                                                                   ema=1e-3),
              "dana-decaying": O.dana_decaying(dd["g2"], dd["g3_decaying"], delta=dd["delta"], kappa=dd["kappa"]),
              "dana-constant": O.dana_constant(dd["g2"], dd["g3_constant"], delta=dd["delta"])}
+    coarse = coarsen(spec, per_decade)
+    big_grid = plrf.log_grid(10 ** 10, 200)
     rows = []
     for name, opt in cases.items():
         steps = 10 ** 5
@@ -67,11 +72,24 @@ def optimizers(rtol):
         ex, t_ex = _timed(plrf.expected_loss, spec, opt, steps=steps, grid=grid)
         lt, t_lt1 = _timed(logtime.solve_logtime, spec, opt, steps=steps, grid=grid, rtol=rtol)
         err = float(np.max(np.abs(lt.loss / ex.loss - 1)))
-        big, t_big1 = _timed(logtime.solve_logtime, spec, opt, steps=10 ** 10, rtol=rtol)
-        big, t_big = _timed(logtime.solve_logtime, spec, opt, steps=10 ** 10, rtol=rtol)
+        big, t_big1 = _timed(logtime.solve_logtime, spec, opt, steps=10 ** 10, grid=big_grid, rtol=rtol)
+        big, t_big = _timed(logtime.solve_logtime, spec, opt, steps=10 ** 10, grid=big_grid, rtol=rtol)
         rows.append((name, err, t_ex, t_lt1, t_big1, t_big, big.intervals))
         print(f"  {name}: max rel err {err:.2e} over 1e5 steps (exact {t_ex:.1f} s); 1e10 steps {t_big:.2f} s warm, "
               f"{t_big1:.1f} s first call, {big.intervals} intervals", flush=True)
+        # the same on the coarsened spectrum: error against the full spectrum's exact recursion (1e5 steps) and
+        # against the full spectrum's log-time curve (1e10 steps, 200 log-spaced points)
+        lc = logtime.solve_logtime(coarse, opt, steps=steps, grid=grid, rtol=rtol)
+        err_c = float(np.max(np.abs(lc.loss / ex.loss - 1)))
+        bc, t_bc1 = _timed(logtime.solve_logtime, coarse, opt, steps=10 ** 10, grid=big_grid, rtol=rtol)
+        bc, t_bc = _timed(logtime.solve_logtime, coarse, opt, steps=10 ** 10, grid=big_grid, rtol=rtol)
+        err_big = float(np.max(np.abs(bc.loss / big.loss - 1)))
+        rows.append((f"{name}, coarsened ({len(coarse.lam)} entries)", err_c, np.nan, np.nan, t_bc1, t_bc,
+                     bc.intervals, err_big))
+        print(f"  {name}, coarsened to {per_decade:g}/decade ({len(coarse.lam)} entries): max rel err {err_c:.2e} "
+              f"against the full exact recursion over 1e5 steps, {err_big:.2e} against the full log-time curve to "
+              f"1e10; 1e10 steps {t_bc:.2f} s warm, {t_bc1:.1f} s first call, {bc.intervals} intervals "
+              f"({t_big / t_bc:.0f}x faster)", flush=True)
     return rows
 
 
@@ -80,9 +98,11 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--optimizers", action="store_true", help="only the optimizer rows (d = 1e4)")
     ap.add_argument("--rtol", type=float, default=logtime.RTOL)
+    ap.add_argument("--per-decade", type=float, default=100.0, help="--optimizers: bins per decade of the coarsened "
+                    "spectrum (plrf.spectrum.coarsen)")
     args = ap.parse_args(argv)
     if args.optimizers:
-        return optimizers(args.rtol)
+        return optimizers(args.rtol, args.per_decade)
     rows = []
     for label, spec, steps in spectra(args.quick):
         lr = 0.9 * plrf.max_stable_lr(spec)

@@ -54,6 +54,9 @@ Accuracy (tests/test_logtime.py, benchmarks/theory.py): at the default ``rtol = 
 against the exact recursion was <= 8e-5 at every step checked (6 phases, 13 schedules, batch 1-256, lr up to
 0.99x the edge, 1e5-1e7 steps); it scales about linearly with ``rtol``. Cost: 100-350 intervals for 1e6-1e10
 steps (about 1-2 ms each at d = 1e4 on 2 CPU cores), so 1e10 steps at d = 1e4 take 1-2 s.
+Every interval costs ~ (spectrum entries): a large sampled spectrum can first be merged into log-eigenvalue bins
+by :func:`plrf.spectrum.coarsen` (error ~ r^2/16 for relative bin width r; DANA-decaying at d = 1e4, 1e10 steps:
+46 s -> 1.5 s at 100 bins per decade, 3.4e-5 from the full solve; benchmarks/theory.py --optimizers).
 Caveats: the schedule is evaluated at non-integer steps (interval midpoints); a schedule that oscillates
 on a short time scale forces short intervals (cost ~ steps / period); a plain closure's jumps are found by
 a scan of 2 x 4096 points plus bisection (two jumps in one scan bracket: only the larger one is located,
