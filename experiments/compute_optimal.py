@@ -48,6 +48,19 @@ def config_of(args) -> dict:
                 seed=args.seed)
 
 
+def predicted_exponents(alpha, beta, optimizer: str) -> dict:
+    """``xi_predicted``, ``eta_predicted`` for DANA (``optimizer`` starting with ``dana-``): the compute-optimal
+    exponents under its effective time (:func:`theory.phases.time_maps`; our derivation, the paper's formulas were
+    not available). Empty for other optimizers (their theory columns are SGD's)."""
+    from theory.phases import exponents
+    base = optimizer.split("+")[0]
+    if base not in ("dana-decaying", "dana-constant"):
+        return {}
+    e = exponents(alpha, beta, base)
+    return dict(xi_predicted=e.xi, eta_predicted=e.eta, prediction="effective-time change of the SGD components "
+                "(theory.phases.time_maps)")
+
+
 def fit_record(m, optimizer: str = "sgd") -> dict:
     """The numbers of a FrontierMeasurement, as stored in results.json: the two fits, the local slopes, and the
     extrapolated asymptotes with the weakly identified xi interval and the boundaries
@@ -55,6 +68,7 @@ def fit_record(m, optimizer: str = "sgd") -> dict:
     from theory.asymptote import frontier_record
     f1, f2 = m.fit, m.fit2
     return dict(**frontier_record(m.alpha, m.beta, f2.local, sgd=optimizer == "sgd"), **_balance(m),
+                **predicted_exponents(m.alpha, m.beta, optimizer),
                 optimizer=optimizer,alpha=m.alpha, beta=m.beta, phase=m.phase, xi_theory=m.xi_theory, eta_theory=m.eta_theory,
                 xi_measured=f1.xi, xi_err=f1.xi_err, eta_measured=f1.eta, eta_err=f1.eta_err,
                 xi_parabola=f2.xi, xi_parabola_err=f2.xi_err, eta_parabola=f2.eta, eta_parabola_err=f2.eta_err,
@@ -317,6 +331,10 @@ def plot(m, sims, path, optimizer="sgd"):
                 continue  # the staircase argmin has no useful local slope
             ax.plot(fit.local.flops, getattr(fit.local, key), st, lw=1.3, label=name)
         ax.axhline(th, color="b", ls="--", lw=1.2, label=f"{th_name} {th:.3f}")
+        pred = predicted_exponents(m.alpha, m.beta, optimizer).get(f"{key}_predicted")
+        if pred is not None:   # DANA: the effective-time prediction (theory.phases.time_maps)
+            ax.axhline(pred, color="darkorange", ls="-.", lw=1.4,
+                       label=f"{optimizer} prediction {pred:.3f} (effective time)")
         try:   # the extrapolated asymptote (theory.asymptote, the numbers of results.json), right of the data
             a = extrapolate(m.fit2.local.flops, getattr(m.fit2.local, key))   # omega profiled (frontier_record)
             elab = (rf"extrapolated {a.value:.3f} $\pm$ {a.err:.3f} ($\omega$={a.omega:.2f}, {a.omega_source})"

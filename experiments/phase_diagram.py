@@ -179,25 +179,51 @@ def plot_gain(records, path):
     fig, axes = new_figure(2, 1, width=6.0, height=5.0)
     a = np.array([r["alpha"] for r in records])
     b = np.array([r["beta"] for r in records])
+    pred = predicted_gain(name.split("+")[0])
     for ax, key, sym in ((axes[0, 0], "eta_gain", r"\eta"), (axes[0, 1], "xi_gain", r"\xi")):
         g = np.array([r[key] for r in records])
         lim = max(0.05, float(np.nanmax(np.abs(g))))
+        if pred is not None:
+            lim = max(lim, float(np.nanmax(np.abs(pred[key]))))
+        norm = mpl.colors.TwoSlopeNorm(0.0, -lim, lim)
+        if pred is not None:   # DANA: the predicted change (theory.phases.time_maps) as the background
+            ax.pcolormesh(pred["alpha"], pred["beta"], pred[key], cmap="RdBu_r", norm=norm, shading="nearest",
+                          alpha=0.45, zorder=1, rasterized=True)
         handles = draw_boundaries(ax)
-        sc = ax.scatter(a, b, c=g, cmap="RdBu_r", norm=mpl.colors.TwoSlopeNorm(0.0, -lim, lim), s=110, marker="s",
-                        edgecolors="k", zorder=5)
+        sc = ax.scatter(a, b, c=g, cmap="RdBu_r", norm=norm, s=110, marker="s", edgecolors="k", zorder=5)
         for r in records:
-            txt = f"{r[key]:+.2f}" + (f"\n{r['label']}" if r["label"] != "grid" else "")
+            base = key.split("_")[0]          # predicted change: DANA's predicted exponent - SGD's theory
+            pv = f" ({r[base + '_predicted'] - r[base + '_theory']:+.2f})" if base + "_predicted" in r else ""
+            txt = f"{r[key]:+.2f}{pv}" + (f"\n{r['label']}" if r["label"] != "grid" else "")
             ax.annotate(txt, (r["alpha"], r["beta"]), xytext=(7, 4), textcoords="offset points", fontsize=7.5,
                         ha="left", va="bottom", zorder=8,
                         bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.75))
         fig.colorbar(sc, ax=ax, label=rf"${sym}$({name}) $-$ ${sym}$(SGD)")
-        ax.set_title(rf"${sym}$({name}) $-$ ${sym}$(SGD), measured on the same ladder", fontsize=10)
+        ax.set_title(rf"${sym}$({name}) $-$ ${sym}$(SGD), measured on the same ladder"
+                     + ("\n(predicted: in parentheses and the background)" if pred is not None else ""), fontsize=10)
     fig.suptitle(rf"Compute-optimal exponent change of {name} over SGD ($P \sim f^{{-\eta}}$, $d^* \sim f^{{\xi}}$;"
                  r" red in the $\eta$ panel: {name} scales better)".replace("{name}", name), fontsize=11)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=9, frameon=False)
     save(fig, path)
     return fig
+
+
+def predicted_gain(optimizer, amax=1.6, bmax=1.7, n=61):
+    """DANA's predicted exponent changes over SGD on an (alpha, beta) grid (:func:`theory.phases.exponents` with the
+    optimizer's effective times; NaN where inadmissible), or None for an optimizer without a prediction."""
+    from theory.phases import OPTIMIZERS, classify, exponents
+    if optimizer == "sgd" or optimizer not in OPTIMIZERS:
+        return None
+    al, be = np.linspace(0.02, amax, n), np.linspace(0.0, bmax, n)
+    out = {"alpha": al, "beta": be, "eta_gain": np.full((n, n), np.nan), "xi_gain": np.full((n, n), np.nan)}
+    for i, y in enumerate(be):
+        for j, x in enumerate(al):
+            if classify(x, y) == "inadmissible":
+                continue
+            e, s = exponents(x, y, optimizer), exponents(x, y)
+            out["eta_gain"][i, j], out["xi_gain"][i, j] = e.eta - s.eta, e.xi - s.xi
+    return out
 
 
 def replot(out_dir):

@@ -111,6 +111,21 @@ def test_phase_diagram_gain_figure(tmp_path):
     assert sorted(run_cli_plot(out)) == ["gain.png", "local_slopes.png", "measured_vs_theory.png", "phase_diagram.png"]
 
 
+@pytest.mark.slow   # ~30 s: two ladders
+def test_phase_diagram_dana_gain_with_prediction(tmp_path):
+    from theory.phases import exponents
+    out = tmp_path / "pd"
+    assert run_cli(["phase-diagram", "--alphas", 1.0, "--betas", 0.7, "--no-named", "--d-max", 256,
+                    "--flops-max", 1e7, "--optimizer", "dana-decaying", "--quiet", "--out", out]) == 0
+    rec = load_results(out)["points"][0]
+    pred = exponents(1.0, 0.7, "dana-decaying")
+    assert rec["eta_predicted"] == pytest.approx(pred.eta, abs=1e-12) and rec["xi_predicted"] == pytest.approx(
+        pred.xi, abs=1e-12)
+    assert rec["eta_predicted"] - rec["eta_theory"] == pytest.approx(0.878 - 0.706, abs=2e-3)  # predicted gain
+    assert rec["eta_gain"] > 0.03               # DANA-decaying already outscales SGD on this tiny ladder
+    assert is_png(out / "gain.png")
+
+
 @pytest.mark.slow   # two ladders
 def test_phase_diagram_sgd_with_averaging_is_not_plain_sgd(tmp_path):
     """`--ema uniform` with the default --optimizer sgd runs the averaged iterate's ladder next to SGD's (it was

@@ -182,3 +182,76 @@ def test_component_exponents_and_errors():
         PH.exponents(0.1, 0.1)
     with pytest.raises(ValueError, match="phase"):
         PH.symbolic_exponents("V")
+
+
+# ------------------------------------------------------------------ DANA: exponents under its effective time
+# points inside each region of constant balanced pair under DANA (DANA splits II and III: F_0 = F_ac at large alpha)
+DANA_REGIONS = {
+    "dana-decaying": [(0.8, 0.3), (1.0, 0.7), (0.7, 1.2), (1.7, 1.2), (1.5, 2.2), (0.4, 1.0), (0.27, 1.0),
+                      (0.15, 0.9), (0.4, 0.35)],
+    "dana-constant": [(0.8, 0.3), (1.0, 0.7), (0.7, 1.2), (1.2, 2.3), (0.4, 1.0), (0.15, 0.9)],
+}
+
+
+@pytest.mark.parametrize("optimizer", sorted(DANA_REGIONS))
+def test_dana_symbolic_equals_linear_program_in_its_region(optimizer):
+    # the formula derived at one point holds wherever the LP balances the same pair (1e-9), and DANA is never
+    # worse than SGD
+    rng = np.random.default_rng(7)
+    pts = [(rng.uniform(0.05, 2.0), rng.uniform(0.0, 2.5)) for _ in range(600)]
+    pts = [p for p in pts if PH.classify(*p) != "inadmissible" and not PH.phase_point(*p, tol=0.03).boundaries]
+    checked = 0
+    for rep in DANA_REGIONS[optimizer]:
+        xi_s, eta_s, pair = PH.symbolic_exponents_at(*rep, optimizer)
+        f = sp.lambdify((a, b), (xi_s, eta_s))
+        for x, y in pts:
+            e = PH.exponents(x, y, optimizer)
+            assert e.eta >= PH.exponents(x, y).eta - 1e-12
+            if set(pair) <= set(e.active) and PH.classify(x, y) == PH.classify(*rep):
+                xs, es = f(x, y)
+                if abs(e.xi_range[1] - e.xi_range[0]) < 1e-12:
+                    assert abs(e.eta - es) < 1e-9 and abs(e.xi - xs) < 1e-9, (optimizer, rep, x, y)
+                    checked += 1
+    assert checked > 150
+
+
+def test_dana_decaying_closed_forms_and_no_gain_below_the_line():
+    # hand derivation: SGD's balance with every t-exponent q multiplied by g = 2 - 1/(2 alpha)
+    g = 2 - 1 / (2 * a)
+    forms = {  # phase: (xi, eta)
+        "Ia": (g / (2 * a + g), (2 * a + 2 * b - 1) * g / (2 * a + g)),
+        "II": (g * b / (a + g * b), (2 * a + 2 * b - 1) * g / (2 * (a + g * b))),
+        "III": (g / (1 + g), g / (1 + g) * (2 - 1 / (2 * a))),
+    }
+    for phase, (xi_h, eta_h) in forms.items():
+        xi, eta = PH.symbolic_exponents(phase, "dana-decaying")
+        assert sp.simplify(xi - xi_h) == 0 and sp.simplify(eta - eta_h) == 0, phase
+    # 2 alpha < 1: kappa = 1/(2 alpha) > 1, the momentum's effective time t^(2 - kappa) loses to SGD's t
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        x, y = rng.uniform(0.05, 0.49), rng.uniform(0.0, 2.5)
+        if PH.classify(x, y) == "inadmissible":
+            continue
+        assert PH.exponents(x, y, "dana-decaying") == PH.exponents(x, y)
+    # DANA-constant gains nothing where SGD's optimum has t <= d (xi >= 1/2: III, every 2 alpha < 1 phase)
+    for pt in ((0.7, 1.2), (0.4, 1.0), (0.27, 1.0), (0.15, 0.9), (0.4, 0.35)):
+        assert PH.exponents(*pt, "dana-constant").eta == pytest.approx(PH.exponents(*pt).eta, abs=1e-12)
+
+
+@pytest.mark.parametrize("optimizer,point", [("dana-decaying", (0.8, 0.3)), ("dana-decaying", (1.0, 0.7)),
+                                             ("dana-decaying", (0.7, 1.2)), ("dana-decaying", (1.5, 2.2)),
+                                             ("dana-constant", (1.0, 0.7)), ("dana-constant", (0.8, 0.3))])
+def test_dana_numerical_minimization_agrees_with_linear_program(optimizer, point):
+    # independent of the LP: minimise the sum of the components with their constants at the effective time
+    # tau = t + c t^k / d^e over d, at f = 1e20 .. 1e30 (0.005, as for SGD 0.1 away from a boundary)
+    e = PH.exponents(*point, optimizer)
+    r = PH.minimize_numeric(*point, optimizer=optimizer)
+    assert abs(r.eta - e.eta) < 5e-3 and abs(r.xi - e.xi) < 5e-3, (r.xi, r.eta, e)
+    assert r.eta > PH.exponents(*point).eta + 0.05 or optimizer == "dana-decaying" and point == (0.7, 1.2)
+
+
+def test_time_maps_bad_name():
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        PH.exponents(1.0, 0.7, "adam")
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        PH.minimize_numeric(1.0, 0.7, optimizer="momentum")

@@ -59,8 +59,9 @@ import sympy as sp
 from scipy import optimize, special
 
 __all__ = [
-    "ALPHA", "BETA", "BOUNDARIES", "IV_SPLIT", "PHASES", "Exponents", "PhasePoint", "classify", "component_exponents",
-    "dominant_pair", "exponents", "minimize_numeric", "phase_point", "symbolic_exponents",
+    "ALPHA", "BETA", "BOUNDARIES", "IV_SPLIT", "OPTIMIZERS", "PHASES", "Exponents", "PhasePoint", "classify",
+    "component_exponents", "dominant_pair", "exponents", "minimize_numeric", "optimizer_components", "phase_point",
+    "symbolic_exponents", "symbolic_exponents_at", "time_maps",
 ]
 
 ALPHA, BETA = sp.symbols("alpha beta", positive=True)
@@ -190,22 +191,28 @@ def _numeric_components(hi_dim, easy, noise_ok):
 
 
 def _lp(terms):
-    """max_x min_i (p_i x + q_i (1-x)) over x in [0, 1]: returns (x_lo, x_hi, value, active names)."""
+    """max_x min_i (p_i x + q_i (1-x)) over x in [0, 1]: returns (x_lo, x_hi, value, active names).
+
+    A term may also be ``(name, [(p, q), ...])``: its exponent is then the largest of its lines (the loss term
+    under the best of several effective times, :func:`optimizer_components`)."""
+    terms = [(t[0], list(t[1])) if len(t) == 2 else (t[0], [(t[1], t[2])]) for t in terms]
+    lines = [ln for _, ls in terms for ln in ls]
     xs = {0.0, 1.0}
-    for i in range(len(terms)):
-        for j in range(i + 1, len(terms)):
-            (_, pi, qi), (_, pj, qj) = terms[i], terms[j]
+    for i in range(len(lines)):
+        for j in range(i + 1, len(lines)):
+            (pi, qi), (pj, qj) = lines[i], lines[j]
             den = (pi - qi) - (pj - qj)
             if abs(den) > 1e-15:
                 x = (qj - qi) / den
                 if 0.0 <= x <= 1.0:
                     xs.add(x)
-    env = lambda x: min(p * x + q * (1 - x) for _, p, q in terms)
+    val_of = lambda ls, x: max(p * x + q * (1 - x) for p, q in ls)
+    env = lambda x: min(val_of(ls, x) for _, ls in terms)
     vals = {x: env(x) for x in xs}
     best = max(vals.values())
     arg = sorted(x for x, v in vals.items() if v >= best - 1e-12)
     xm = 0.5 * (arg[0] + arg[-1])
-    active = tuple(sorted(n for n, p, q in terms if abs(p * xm + q * (1 - xm) - best) <= 1e-9))
+    active = tuple(sorted(n for n, ls in terms if abs(val_of(ls, xm) - best) <= 1e-9))
     return arg[0], arg[-1], best, active
 
 
@@ -217,17 +224,65 @@ class Exponents(NamedTuple):
     active: tuple
 
 
-def exponents(alpha, beta) -> Exponents:
-    """Compute-optimal (xi, eta) at any admissible (alpha, beta) by the linear program of the module docstring.
+def exponents(alpha, beta, optimizer: str = "sgd") -> Exponents:
+    """Compute-optimal (xi, eta) at any admissible (alpha, beta) by the linear program of the module docstring;
+    ``optimizer`` other than ``"sgd"``: every term under the optimizer's effective times (:func:`time_maps`).
 
     On the IVa|IVb line the maximizer is an interval and ``xi`` is its midpoint (xi jumps there; eta does not).
     """
-    lo, hi, val, active = _lp(component_exponents(alpha, beta))
+    lo, hi, val, active = _lp(optimizer_components(alpha, beta, optimizer))
     return Exponents(0.5 * (lo + hi), val, (lo, hi), active)
 
 
+# ------------------------------------------------------------------ other optimizers: effective-time changes
+OPTIMIZERS = ("sgd", "dana-decaying", "dana-constant")
+
+
+def time_maps(optimizer: str, alpha):
+    """The effective times of an optimizer as ``[(e, k)]``: ``tau ~ t^k / d^e`` (constants dropped); a component
+    ``d^-p tau^-q`` then reads ``d^-(p - e q) t^-(k q)``, and the loss is set by the largest effective time, i.e.
+    the largest exponent over the maps (:func:`optimizer_components`). ``alpha`` may be a sympy symbol.
+
+    Derivation (ours: the paper's formulas were not available here; see below). For t >> delta,
+    ``Delta_t = delta/(delta + t) ~ delta/t`` makes the momentum ``y_t`` a weighted sum of the last ~t gradients,
+    ``y_t ~ t/(delta + 1) g`` for a slowly varying gradient g, so the ``g3_t y_t`` term is a gradient step with the
+    growing learning rate ``eta_eff(t) = g3_t t/(delta + 1)``. Mode lambda is then learned at ``lambda tau(t) ~ 1``
+    with ``tau(t) = g2 t + sum_{s<t} eta_eff(s)``:
+
+    * SGD: ``tau = lr t``: ``(e, k) = (0, 1)``.
+    * DANA-decaying, ``g3_t = g3 (1+t)^-kappa``, ``kappa = 1/(2 alpha)`` and ``g3 ~ g2 ~ 1/tr K``:
+      ``tau ~ g2 t + g3 t^(2 - kappa)``: ``(0, 1)`` and ``(0, 2 - 1/(2 alpha))``. The second wins for large t
+      iff 2 alpha > 1 (kappa < 1); below the high-dimensional line the momentum's steps are too small to matter and
+      DANA-decaying has SGD's exponents.
+    * DANA-constant, ``g3 ~ g2 / d``: ``tau ~ g2 (t + t^2/d)``: ``(0, 1)`` and ``(1, 2)``; the momentum takes over
+      after ``t ~ d`` (the paper's figure caption puts DANA-constant's transition at ``t ~ 1/g3 ~ d``).
+
+    The deterministic components (F_pp, F_ac) are functions of ``lambda tau`` per mode, so they follow exactly. The
+    SGD-noise term keeps its SGD form in ``tau`` where the noise injected into the slow modes comes from the first
+    steps (for SGD it is the kernel ``~ tau^-(2 - 1/(2 alpha))`` times the early excess loss); the noise injected
+    later, at the growing rate ``eta_eff``, is at most a bounded fraction of the current loss when the kernel norm
+    of the not-yet-learned modes, ``eta_eff(t) sum_{lambda tau(t) < 1} lambda``, stays bounded, which it does for
+    ``kappa = 1/(2 alpha)`` (it falls like ``t^-(1 - kappa)^2``): it never sets the exponent. These are the
+    assumptions of the prediction; the README compares it with the exponents measured on the exact theory.
+    """
+    if optimizer == "sgd":
+        return [(0, 1)]
+    if optimizer == "dana-decaying":
+        return [(0, 1), (0, 2 - 1 / (2 * alpha))]
+    if optimizer == "dana-constant":
+        return [(0, 1), (1, 2)]
+    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+
+
+def optimizer_components(alpha, beta, optimizer: str = "sgd"):
+    """``[(name, [(p, q), ...])]``: each component of :func:`component_exponents` under every effective time of
+    ``optimizer`` (:func:`time_maps`), as lines of the linear program."""
+    maps = time_maps(optimizer, float(alpha))
+    return [(n, [(p - e * q, k * q) for e, k in maps]) for n, p, q in component_exponents(alpha, beta)]
+
+
 @lru_cache(maxsize=None)
-def dominant_pair(phase) -> tuple:
+def dominant_pair(phase, optimizer: str = "sgd") -> tuple:
     """The components of equal (largest) order at the compute-optimal point of ``phase``, found by the LP at a
     representative interior point, e.g. ``('F0', 'Fpp')``.
 
@@ -236,35 +291,55 @@ def dominant_pair(phase) -> tuple:
     """
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
-    active = exponents(*_REPRESENTATIVE[phase]).active
+    active = exponents(*_REPRESENTATIVE[phase], optimizer).active
     if len(active) < 2:
         raise RuntimeError(f"expected balanced terms in phase {phase}, found {active}")
     return active
 
 
 @lru_cache(maxsize=None)
-def symbolic_exponents(phase):
+def symbolic_exponents(phase, optimizer: str = "sgd"):
     """``(xi, eta)`` as sympy expressions in :data:`ALPHA`, :data:`BETA`, by balancing :func:`dominant_pair`.
 
     Solves ``p_i x + q_i (1 - x) = p_j x + q_j (1 - x)`` for ``x = xi`` and returns ``eta = p_i xi + q_i (1 - xi)``.
+    For SGD the pair is the same throughout each phase; for another ``optimizer`` it is the pair at the phase's
+    representative point, and the optimizer's own regions can split an SGD phase (DANA: F_0 = F_ac at large
+    alpha in II and III), so use :func:`symbolic_exponents_at` for a given point.
     """
-    active = dominant_pair(phase)
-    hi_dim, easy, noise_ok = _region(phase)
-    if noise_ok is None:
-        noise_ok = _REPRESENTATIVE[phase][0] > 0.25
-    terms = {n: (p, q) for n, p, q in _components_sym(hi_dim, easy, noise_ok)}
-    # with a tie of more than two terms, balance the steepest rising against the steepest falling one
-    subs = dict(zip((ALPHA, BETA), _REPRESENTATIVE[phase]))
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
+    return symbolic_exponents_at(*_REPRESENTATIVE[phase], optimizer)[:2]
+
+
+def symbolic_exponents_at(alpha, beta, optimizer: str = "sgd"):
+    """``(xi, eta, pair)``: sympy expressions of the compute-optimal exponents valid around (alpha, beta), from
+    the pair of components the LP balances there, each under the effective time (:func:`time_maps`) that sets it.
+    With a tie of more than two terms the steepest rising and the steepest falling ones are balanced."""
+    time_maps(optimizer, 1.0)                      # validates the name
+    a0, b0 = _check(alpha, beta)
+    ex = exponents(a0, b0, optimizer)
+    active = ex.active
+    if len(active) < 2:
+        raise RuntimeError(f"expected balanced terms at ({a0}, {b0}), found {active}")
+    terms = {n: (p, q) for n, p, q in _components_sym(2 * a0 > 1, 2 * b0 > 1, 4 * a0 > 1)}
+    subs = {ALPHA: a0, BETA: b0}
+    xm = ex.xi
+    maps_num, maps_sym = time_maps(optimizer, a0), time_maps(optimizer, ALPHA)
+    for n in active:                               # the effective time that sets the term at the optimum
+        p, q = (float(v.subs(subs)) for v in terms[n])
+        m = max(range(len(maps_num)), key=lambda i: (p - maps_num[i][0] * q) * xm + maps_num[i][1] * q * (1 - xm))
+        e, k = maps_sym[m]
+        terms[n] = (terms[n][0] - e * terms[n][1], k * terms[n][1])
     slope = {n: float((terms[n][0] - terms[n][1]).subs(subs)) for n in active}
     pair = (max(active, key=slope.get), min(active, key=slope.get))
     (pi, qi), (pj, qj) = terms[pair[0]], terms[pair[1]]
     x = sp.Symbol("x")
     sol = sp.solve(sp.Eq(pi * x + qi * (1 - x), pj * x + qj * (1 - x)), x)
     if len(sol) != 1:
-        raise RuntimeError(f"balance of {pair} in phase {phase} has no unique solution: {sol}")
+        raise RuntimeError(f"balance of {pair} at ({a0}, {b0}) has no unique solution: {sol}")
     xi = sp.simplify(sol[0])
     eta = sp.simplify(pi * xi + qi * (1 - xi))
-    return sp.factor(xi), sp.factor(eta)
+    return sp.factor(xi), sp.factor(eta), tuple(sorted(pair))
 
 
 # ------------------------------------------------------------------------- direct numerical minimization
@@ -276,8 +351,23 @@ class NumericFrontier(NamedTuple):
     eta: float    # minus the log-log slope of loss_opt (idem)
 
 
-def _asymptotic_loss(a, b, c_lr, ratio):
-    """Sum of the leading components (with constants, B = 1) as a function of (log d, log t)."""
+# the momentum's share of the effective time in minimize_numeric: g3 / (g2 (delta + 1)) with the authors' values
+_MOMENTUM_SHARE = 0.5 / 9.0
+
+
+def _log_tau(optimizer, a):
+    """``log tau(d, t)`` of :func:`time_maps` with its constants (``tau = t + c t^k / d^e`` for the momentum's
+    map), as a function of (log d, log t)."""
+    if optimizer == "sgd":
+        return lambda logd, logt: logt
+    (_, _), (e, k) = time_maps(optimizer, a)
+    c = math.log(_MOMENTUM_SHARE)
+    return lambda logd, logt: float(np.logaddexp(logt, c + k * logt - e * logd))
+
+
+def _asymptotic_loss(a, b, c_lr, ratio, optimizer="sgd"):
+    """Sum of the leading components (with constants, B = 1) as a function of (log d, log t); for another
+    optimizer, of (log d, log tau) with its effective time (:func:`time_maps`, :data:`_MOMENTUM_SHARE`)."""
     from . import components as C
     hi_dim, easy = 2 * a > 1, 2 * b > 1
     f0_1 = C.F0(a, b, 1.0, v=ratio) if not hi_dim else C.F0(a, b, 1.0)   # F_0 is a pure power of d at fixed v/d
@@ -296,9 +386,11 @@ def _asymptotic_loss(a, b, c_lr, ratio):
         v = ratio * math.exp(logd)   # sum_{j<=v} j^{-2a} = v^{1-2a}/(1-2a) + zeta(2a) + O(v^{-2a})
         return c_lr / (v ** (1 - 2 * a) / (1 - 2 * a) + special.zeta(2 * a))
 
+    log_tau = _log_tau(optimizer, a)
+
     def loss(logd, logt):
         lr = lr_of(logd)
-        logs = math.log(2 * lr) + logt
+        logs = math.log(2 * lr) + log_tau(logd, logt)
         val = f0_1 * math.exp(-p0 * logd) + cpp * math.exp(-c * logs)
         val += cac * math.exp(-logd - (1 - 1 / (2 * a)) * logs)
         if ckk:
@@ -308,8 +400,9 @@ def _asymptotic_loss(a, b, c_lr, ratio):
     return loss
 
 
-def minimize_numeric(alpha, beta, flops=None, *, c_lr=0.5, ratio=4.0) -> NumericFrontier:
+def minimize_numeric(alpha, beta, flops=None, *, c_lr=0.5, ratio=4.0, optimizer="sgd") -> NumericFrontier:
     """Minimize the sum of the asymptotic components over d at each flop budget (B = 1, ``t = f/d``).
+    ``optimizer`` other than SGD: the components at its effective time ``tau(d, t)`` instead of ``t``.
 
     lr = c_lr / sum_{j<=v} j^{-2a} with ``v = ratio d`` (v = inf when 2a > 1).  Independent of the LP: uses the
     components' constants and a bounded Brent search over ln d in (0, ln f).  Exponents by least squares.
@@ -322,7 +415,8 @@ def minimize_numeric(alpha, beta, flops=None, *, c_lr=0.5, ratio=4.0) -> Numeric
     if not ratio > 1:
         raise ValueError(f"ratio = v/d must be > 1, got {ratio}")
     flops = np.logspace(20, 30, 11) if flops is None else np.asarray(flops, dtype=np.float64)
-    loss = _asymptotic_loss(a, b, c_lr, ratio)
+    time_maps(optimizer, a)                        # validates the name
+    loss = _asymptotic_loss(a, b, c_lr, ratio, optimizer)
     d_opt, l_opt = [], []
     for f in flops:
         lf = math.log(f)
