@@ -130,6 +130,12 @@ def system_edges(spec: Spectrum, sys, batch: int = 1):
     return radius, kn
 
 
+def _show(v):
+    """A hyper-parameter value for an error message: a number, or the list of a vector's entries (knots)."""
+    a = np.asarray(v, dtype=np.float64)
+    return float(a) if a.size == 1 else [float(x) for x in a.ravel()]
+
+
 def check_system(spec: Spectrum, opt, batch: int, grid, *, allow_unstable: bool = False) -> None:
     """Refuse an optimizer whose frozen per-mode map (:func:`system_edges`) is unstable at some step of
     ``grid`` (radius >= 1 or kernel norm >= 1), naming the step, the optimizer and its hyper-parameter values
@@ -150,7 +156,7 @@ def check_system(spec: Spectrum, opt, batch: int, grid, *, allow_unstable: bool 
         seen.add(key)
         radius, kn = system_edges(spec, sys, batch)
         if radius >= 1 + 1e-9 or kn >= 1:
-            vals = {k: float(v) for k, v in opt.values(float(t)).items()}
+            vals = {k: _show(v) for k, v in opt.values(float(t)).items()}
             which = (f"the per-mode second-moment map has spectral radius {radius:.6g} >= 1 (full-batch edge)"
                      if radius >= 1 + 1e-9 else f"the noise-feedback kernel norm is {kn:.6g} >= 1 (stochastic edge)")
             raise ValueError(

@@ -51,6 +51,18 @@ def test_knotted_optimizer_is_the_interpolated_schedule(spec):
                 np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-15, atol=1e-18)
 
 
+def test_unstable_knotted_baseline_is_refused_not_crashed(spec):
+    """A knotted DANA baseline past its stability edge is a ValueError naming the knot values (the baseline tuner
+    counts it as +inf); formatting the knots once raised a TypeError that ended `plrf optimal-schedule`."""
+    fam = LO.family("dana-decaying", spec, space="ends", alpha=1.0)
+    opt = LO.baseline_optimizer(fam, "wsd", 50.0 / spec.trace, 1000, g3=0.125 / spec.trace)
+    with pytest.raises(ValueError, match="unstable optimizer .*knot_g2"):
+        plrf.expected_loss(spec, opt, steps=1000)
+    cap = plrf.max_stable_lr(spec)
+    loss, peak = LO.tune_baseline(fam, spec, "wsd", steps=1000, cap=50.0 / spec.trace, g3=0.125 / spec.trace)
+    assert np.isfinite(loss) and peak < 50.0 / spec.trace and peak > 1e-3 * cap
+
+
 def test_mesh_rows_blocks_and_trip_counts():
     """A trace becomes rows padded to a power of two >= 256; each block of BLOCK rows gets the trip-count class of
     its longest first half (8 binary digits per class), and ``bits`` covers the largest."""
