@@ -183,21 +183,31 @@ def plot_gain(records, path):
     for ax, key, sym in ((axes[0, 0], "eta_gain", r"\eta"), (axes[0, 1], "xi_gain", r"\xi")):
         g = np.array([r[key] for r in records])
         lim = max(0.05, float(np.nanmax(np.abs(g))))
-        if pred is not None:
-            lim = max(lim, float(np.nanmax(np.abs(pred[key]))))
+        base = key.split("_")[0]          # predicted change: DANA's predicted exponent - SGD's theory
+        pgain = {i: r[base + "_predicted"] - r[base + "_theory"] for i, r in enumerate(records)
+                 if base + "_predicted" in r}
+        if pgain:
+            lim = max(lim, max(abs(v) for v in pgain.values()))
         norm = mpl.colors.TwoSlopeNorm(0.0, -lim, lim)
         if pred is not None:   # DANA: the predicted change (theory.phases.time_maps) as the background
             ax.pcolormesh(pred["alpha"], pred["beta"], pred[key], cmap="RdBu_r", norm=norm, shading="nearest",
                           alpha=0.45, zorder=1, rasterized=True)
         handles = draw_boundaries(ax)
         sc = ax.scatter(a, b, c=g, cmap="RdBu_r", norm=norm, s=110, marker="s", edgecolors="k", zorder=5)
-        for r in records:
-            base = key.split("_")[0]          # predicted change: DANA's predicted exponent - SGD's theory
-            pv = f" ({r[base + '_predicted'] - r[base + '_theory']:+.2f})" if base + "_predicted" in r else ""
-            txt = f"{r[key]:+.2f}{pv}" + (f"\n{r['label']}" if r["label"] != "grid" else "")
-            ax.annotate(txt, (r["alpha"], r["beta"]), xytext=(7, 4), textcoords="offset points", fontsize=7.5,
-                        ha="left", va="bottom", zorder=8,
-                        bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.75))
+        for i, r in enumerate(records):
+            pv = f" ({pgain[i]:+.2f})" if i in pgain else ""
+            # grid labels above right; named points (they sit close to grid points) on two lines below, or
+            # above for IVa and IVb (side by side in the narrow strip, a grid point below them)
+            if r["label"] == "grid":
+                txt, off, ha, va = f"{r[key]:+.2f}{pv}", (6, 4), "left", "bottom"
+            elif r["alpha"] < 0.5 and r["beta"] >= 0.9:
+                left = r["alpha"] < 1 - 0.5 ** 0.5   # IVa | IVb
+                txt, off, ha, va = (f"{r['label']}\n{r[key]:+.2f}{pv}", (-3 if left else 4, 8),
+                                    "right" if left else "center", "bottom")
+            else:
+                txt, off, ha, va = f"{r['label']}\n{r[key]:+.2f}{pv}", (0, -8), "center", "top"
+            ax.annotate(txt, (r["alpha"], r["beta"]), xytext=off, textcoords="offset points", fontsize=6.5, ha=ha,
+                        va=va, zorder=8, bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.8))
         fig.colorbar(sc, ax=ax, label=rf"${sym}$({name}) $-$ ${sym}$(SGD)")
         ax.set_title(rf"${sym}$({name}) $-$ ${sym}$(SGD), measured on the same ladder"
                      + ("\n(predicted: in parentheses and the background)" if pred is not None else ""), fontsize=10)

@@ -123,8 +123,9 @@ class Family(NamedTuple):
         lr = O.Hyper(np.float64(peak), shape)
         if self.optimizer == "momentum":
             return O.momentum(O.Hyper(np.float64(peak * (1.0 - self.mu)), shape), self.mu, ema=self.ema)
-        if self.optimizer == "dana-decaying":
-            return O.dana_decaying(lr, np.float64(g3), delta=self.delta, kappa=self.kappa, ema=self.ema)
+        if self.optimizer == "dana-decaying":   # a baseline shape scales g2 and g3 together
+            return O.dana_decaying(lr, O.Hyper(np.float64(g3), shape), delta=self.delta, kappa=self.kappa,
+                                   ema=self.ema)
         return O.sgd(lr, ema=self.ema)
 
     @property
@@ -412,9 +413,11 @@ def _unit_cosine(steps: int):
 def baseline_optimizer(fam: Family, name: str, peak: float, steps: int, *, cooldown: float = 0.2,
                        g3: float = 0.0) -> O.Optimizer:
     """The baseline ``name`` (constant, cosine, linear, wsd: the shapes of
-    :func:`theory.logtime_grad.shape_schedule`) at ``peak`` for the family's lr-like schedule; DANA's ``g3``
-    constant at ``g3`` (times its built-in decay). Piecewise-linear shapes are knotted optimizers on three
-    knots in ``t/(T-1)`` (one compilation for every peak, cooldown and horizon), cosine a static shape."""
+    :func:`theory.logtime_grad.shape_schedule`) at ``peak`` for the family's lr-like schedule; DANA's ``g3`` at
+    ``g3`` (times its built-in decay) follows the same shape: cooling g2 alone leaves DANA's momentum with
+    almost no damping at the end (``Delta_t ~ delta/t``), and at T = 1e6 on d = 1e5 that frozen map is unstable
+    (radius 1 + 3e-5). Piecewise-linear shapes are knotted optimizers on three knots in ``t/(T-1)`` (one
+    compilation for every peak, cooldown and horizon), cosine a static shape."""
     T = float(steps)
     if name == "cosine":
         return fam.base(_unit_cosine(steps), peak, g3)
@@ -427,6 +430,8 @@ def baseline_optimizer(fam: Family, name: str, peak: float, steps: int, *, coold
     lin = Family(fam.optimizer, "linear", fam.mu, fam.delta, fam.kappa, fam.ema)
     base = lin.base(None, 1.0, g3)
     lead = fam.names[0]
+    if fam.optimizer == "dana-decaying":
+        return knotted(base, lin.sched, u, {lead: peak * v, "g3": v}, T, "linear")
     return knotted(base, lin.sched[:1], u, {lead: peak * v}, T, "linear")
 
 
@@ -455,8 +460,9 @@ def solve_horizon(fam: Family, spectrum: Spectrum, *, steps: int, knots: int = 3
                   g3_max: Optional[float] = None, init=None) -> dict:
     """One horizon end to end for the family (the record of :func:`theory.logtime_grad.solve_horizon_logtime`,
     same keys): tuned baselines (constant, cosine, linear, WSD with the cooldown tuned over ``cooldowns``; the
-    peak of the lr-like schedule tuned; heavy ball's ``mu`` fixed, DANA's ``g3`` fixed at half its cap) on forward
-    log-time solves, then :func:`optimize` warm-started from the best tuned WSD (DANA: g3 at its baseline value).
+    peak of the lr-like schedule tuned; heavy ball's ``mu`` fixed, DANA's ``g3`` peak fixed at half its cap, its
+    shape that of g2) on forward log-time solves, then :func:`optimize` warm-started from the best tuned WSD
+    (DANA: g2 and g3 both WSD-shaped).
     ``arrays``/``sample_lr`` hold the lr-like schedule (heavy ball: ``eff``, and ``lr = eff (1 - mu)``; DANA:
     ``g2`` and ``g3``). ``rtol_opt``: the local tolerance of the optimisation's meshes (default ``rtol``; a
     looser one makes fewer rows: the time-varying system needs ~1/rtol intervals across a decay), also used to
@@ -481,8 +487,8 @@ def solve_horizon(fam: Family, spectrum: Spectrum, *, steps: int, knots: int = 3
     t_base = time.time() - t0
     if init is None:
         init = {lead: shape_schedule("wsd", wsd[1], T, wsd[2]).host}
-        if fam.optimizer == "dana-decaying":
-            init["g3"] = g3
+        if fam.optimizer == "dana-decaying":   # the baselines' shape on g3 too (baseline_optimizer)
+            init["g3"] = shape_schedule("wsd", g3, T, wsd[2]).host
     r = optimize(fam, spectrum, steps=T, knots=knots, batch=batch, frac=frac, init=init, rounds=rounds,
                  maxiter=maxiter, rtol=r_opt, g3_max=g3_max)
     grid = plrf.log_grid(T, num)
