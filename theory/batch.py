@@ -39,7 +39,7 @@ forcing term is zero and ``m' = T m``).
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -113,41 +113,43 @@ def b_simple_initial(spectrum: Spectrum) -> float:
 # ---------------------------------------------------------------------------------------------------------
 # the batch-size frontier: steps S(B) and samples E(B) = B S(B) to reach a target loss, lr tuned per B
 
-FAMILIES = ("sgd", "momentum")
+FAMILIES = ("sgd", "momentum", "nesterov", "dana-decaying")
+MOMENTUM_FAMILIES = ("momentum", "nesterov")    # the families with a momentum mu (tunable: ``mus``)
 
 
-def make_optimizer(family: str, lr, mu: float = 0.9, schedule: str = "constant", steps: int = 1):
-    """``sgd`` or heavy-ball ``momentum`` (optax meaning) with a constant or cosine (to zero over ``steps``)
-    peak ``lr``."""
+def make_optimizer(family: str, lr, mu: float = 0.9, schedule: str = "constant", steps: int = 1,
+                   dana: Optional[dict] = None):
+    """``sgd``, heavy-ball ``momentum`` or ``nesterov`` (optax meaning, momentum ``mu``) with a constant or cosine
+    (to zero over ``steps``) peak ``lr``; ``dana-decaying`` (constant only: its g3 already decays) with
+    ``g2, g3 = lr x`` the base values ``dana`` (:func:`theory.hparam_laws.dana_base`; ``lr`` is their common
+    scale, built by :func:`theory.hparam_laws.make_optimizer`)."""
+    if family not in FAMILIES:
+        raise ValueError(f"optimizer family must be one of {FAMILIES}, got {family!r}")
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
+    if family == "dana-decaying":
+        if schedule != "constant":
+            raise ValueError("dana-decaying: only a constant schedule (its g3 decays as (1 + t)^-kappa already)")
+        from . import hparam_laws as H
+        return H.make_optimizer(family, lr, dana=dana)
     sch = plrf.schedules.constant(lr) if schedule == "constant" else plrf.schedules.cosine(lr, steps)
     if family == "sgd":
         return O.sgd(sch)
     if family == "momentum":
         return O.momentum(sch, mu)
-    raise ValueError(f"optimizer family must be one of {FAMILIES}, got {family!r}")
+    return O.nesterov(sch, mu)
 
 
-def max_lr(spectrum: Spectrum, family: str, batch: int, mu: float = 0.9) -> float:
+def max_lr(spectrum: Spectrum, family: str, batch: int, mu: float = 0.9, *, dana: Optional[dict] = None,
+           steps: int = 1, cache: Optional[dict] = None) -> float:
     """The largest stable constant lr (supremum) of ``family`` at ``batch``: SGD's two edges
-    (:func:`plrf.stability_edges`); momentum by bisection on the frozen system's radius and noise-feedback norm
-    (:func:`plrf.stability.system_edges`), starting from SGD's edge times ``2(1 + mu)/(1 - mu)`` as the bracket."""
-    edges = plrf.stability_edges(spectrum, batch)
+    (:func:`plrf.stability_edges`); heavy ball, Nesterov and DANA's common scale of (g2, g3) by
+    :func:`theory.hparam_laws.max_lr` (bisection on the frozen system's radius and noise-feedback norm,
+    :func:`plrf.stability.system_edges`; DANA at every probe step of a run of ``steps``)."""
     if family == "sgd":
-        return edges.max_lr
-    from plrf.stability import system_edges
-
-    def ok(lr):
-        rad, kn = system_edges(spectrum, make_optimizer(family, lr, mu).system(0.0), batch)
-        return rad < 1 and kn < 1
-    lo, hi = 0.0, edges.max_lr * 2 * (1 + mu) / (1 - mu)
-    while ok(hi):
-        hi *= 2
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
-        if hi - lo <= 1e-10 * hi:
-            break
-    return lo
+        return plrf.stability_edges(spectrum, batch).max_lr
+    from . import hparam_laws as H
+    return H.max_lr(spectrum, family, int(batch), mu=mu, dana=dana, steps=int(steps), cache=cache)
 
 
 def steps_to_target(curve_steps, curve_loss, target) -> float:
@@ -171,41 +173,88 @@ class BatchPoint(NamedTuple):
     batch: int
     steps: float        # S(B): steps to the target at the tuned lr (inf if unreachable within max_steps)
     samples: float      # E(B) = B S(B)
-    lr: float           # tuned peak lr
-    lr_max: float       # the stability bound at this B
+    lr: float           # tuned peak lr (DANA: the common scale of g2, g3)
+    lr_max: float       # the stability bound at this B (and mu)
     lr_frac: float      # lr / lr_max
+    mu: float = math.nan              # the momentum used (tuned with ``mus``); NaN for sgd and DANA
+    steps_by_mu: Optional[np.ndarray] = None    # with ``mus``: S at each grid mu (lr tuned at each)
+    lr_by_mu: Optional[np.ndarray] = None
 
 
 def tune_batch(spectrum: Spectrum, target: float, batch: int, *, family: str = "sgd", mu: float = 0.9,
                schedule: str = "constant", max_steps: int = 10 ** 5, num: int = 400, frac_max: float = 0.99,
-               xatol: float = 1e-3) -> BatchPoint:
+               xatol: float = 1e-3, dana: Optional[dict] = None, mus: Optional[Sequence[float]] = None,
+               refine_mu: bool = False, mu_xatol: float = 0.05, cache: Optional[dict] = None) -> BatchPoint:
     """Tune the peak lr at ``batch`` to minimise the steps to ``target`` on the exact theory.
 
     constant: S(lr) = first crossing of the exact expected loss (:func:`steps_to_target` on a log grid of
-    ``num`` points up to ``max_steps``), minimised over log lr in [1e-3, ``frac_max``] x the stability edge by
-    scipy's bounded scalar search (after a coarse scan of 12 points, which brackets the minimum: S(lr) can be flat
-    at inf far from it). cosine: S is the smallest horizon T whose tuned cosine(lr, T) final loss reaches the
-    target (bisection in log T over the tuned final losses)."""
+    ``num`` points up to ``max_steps``), minimised over log lr in [1e-3, ``frac_max``] x the stability edge
+    (:func:`max_lr`) by scipy's bounded scalar search (after a coarse scan of 12 points, which brackets the
+    minimum: S(lr) can be flat at inf far from it). cosine: S is the smallest horizon T whose tuned cosine(lr, T)
+    final loss reaches the target (bisection in log T over the tuned final losses).
+
+    ``mus`` (heavy ball, Nesterov): mu tuned jointly -- the lr tuned as above at every mu of the grid (the
+    stability edge at each), the fewest steps kept; ``refine_mu``: then the continuous optimum in ln(1 - mu)
+    between the grid neighbours (:func:`theory.hparam_laws.refine_mu_search`, the lr re-tuned at each trial mu),
+    kept when it needs fewer steps. ``dana``: DANA-decaying's base values, ``lr`` being their common scale
+    (bounded at every probe step up to ``max_steps``; ``cache`` keeps those bounds across batches)."""
+    kw = dict(family=family, schedule=schedule, max_steps=max_steps, num=num, frac_max=frac_max, xatol=xatol,
+              dana=dana, cache=cache)
+    if mus is None:
+        return _tune_lr(spectrum, target, batch, mu=mu, **kw)
+    if family not in MOMENTUM_FAMILIES:
+        raise ValueError(f"tune_batch: mus (momentum tuning) needs a family in {MOMENTUM_FAMILIES}, got {family!r}")
+    grid = np.asarray(mus, dtype=np.float64)
+    pts = [_tune_lr(spectrum, target, batch, mu=float(m), **kw) for m in grid]
+    S = np.array([p.steps for p in pts])
+    j = int(np.argmin(S))
+    best = pts[j]
+    if refine_mu and math.isfinite(best.steps):
+        from .hparam_laws import refine_mu_search
+        seen = []
+
+        def f(m):
+            p = _tune_lr(spectrum, target, batch, mu=m, **kw)
+            seen.append(p)
+            return math.log(max(p.steps, 1e-300)) if math.isfinite(p.steps) else 1e3
+        refine_mu_search(f, grid, j, mu_xatol=mu_xatol)
+        cand = min(seen, key=lambda p: p.steps)
+        if cand.steps < best.steps:
+            best = cand
+    return best._replace(steps_by_mu=S, lr_by_mu=np.array([p.lr for p in pts]))
+
+
+def _tune_lr(spectrum, target, batch, *, family, mu, schedule, max_steps, num, frac_max, xatol, dana, cache):
+    """:func:`tune_batch` at a fixed momentum ``mu``."""
     from scipy import optimize
-    top = max_lr(spectrum, family, batch, mu) * frac_max
-    grid = plrf.log_grid(max_steps, num)
+    bound = max_lr(spectrum, family, batch, mu, dana=dana, steps=max_steps, cache=cache)
+    top = bound * frac_max
+    mu_used = float(mu) if family in MOMENTUM_FAMILIES else math.nan
+
+    def point(steps, lr):
+        return BatchPoint(batch, float(steps), float(batch * steps), lr, bound,
+                          lr / bound if math.isfinite(lr) else math.nan, mu_used)
     if schedule == "constant":
+        grid = plrf.log_grid(max_steps, num)
+
         def S(loglr):
-            c = plrf.expected_loss(spectrum, make_optimizer(family, math.exp(loglr), mu), steps=max_steps,
-                                   batch=batch, grid=grid, allow_unstable=True)   # bounded by max_lr above
+            c = plrf.expected_loss(spectrum, make_optimizer(family, math.exp(loglr), mu, dana=dana),
+                                   steps=max_steps, batch=batch, grid=grid, allow_unstable=True)   # bounded above
             return steps_to_target(c.steps, c.loss, target)
         lo, hi = math.log(top * 1e-3), math.log(top)
         xs = np.linspace(lo, hi, 12)
         vals = np.array([S(x) for x in xs])
         if not np.any(np.isfinite(vals)):
-            return BatchPoint(batch, math.inf, math.inf, math.nan, top / frac_max, math.nan)
+            return point(math.inf, math.nan)
         j = int(np.argmin(vals))
         a, b = xs[max(j - 1, 0)], xs[min(j + 1, xs.size - 1)]
-        res = optimize.minimize_scalar(lambda x: S(x) if np.isfinite(S(x)) else 1e300, bounds=(a, b),
-                                       method="bounded", options=dict(xatol=xatol))
+
+        def finite_S(x):
+            v = S(x)
+            return v if np.isfinite(v) else 1e300
+        res = optimize.minimize_scalar(finite_S, bounds=(a, b), method="bounded", options=dict(xatol=xatol))
         x, val = (res.x, res.fun) if res.fun <= vals[j] else (xs[j], vals[j])
-        lr = math.exp(x)
-        return BatchPoint(batch, float(val), float(batch * val), lr, top / frac_max, lr * frac_max / top)
+        return point(val, math.exp(x))
     if schedule != "cosine":
         raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
 
@@ -213,21 +262,20 @@ def tune_batch(spectrum: Spectrum, target: float, batch: int, *, family: str = "
         T = int(max(1, round(T)))
 
         def L(loglr):
-            c = plrf.expected_loss(spectrum, make_optimizer(family, math.exp(loglr), mu, "cosine", T), steps=T,
-                                   batch=batch, grid=np.array([0, T]), allow_unstable=True)
+            c = plrf.expected_loss(spectrum, make_optimizer(family, math.exp(loglr), mu, "cosine", T, dana=dana),
+                                   steps=T, batch=batch, grid=np.array([0, T]), allow_unstable=True)
             return float(c.loss[-1]) if np.isfinite(c.loss[-1]) else 1e300
         lo, hi = math.log(top * 1e-3), math.log(top)
         res = optimize.minimize_scalar(L, bounds=(lo, hi), method="bounded", options=dict(xatol=xatol))
         return res.fun, math.exp(res.x)
     lo_T, hi_T = 1.0, float(max_steps)
     if final(hi_T)[0] > target:
-        return BatchPoint(batch, math.inf, math.inf, math.nan, top / frac_max, math.nan)
+        return point(math.inf, math.nan)
     while hi_T / lo_T > 1.02 and hi_T - lo_T > 1:
         mid = math.sqrt(lo_T * hi_T)
         lo_T, hi_T = (lo_T, mid) if final(mid)[0] <= target else (mid, hi_T)
     T = float(round(hi_T))
-    lr = final(T)[1]
-    return BatchPoint(batch, T, batch * T, lr, top / frac_max, lr * frac_max / top)
+    return point(T, final(T)[1])
 
 
 class TradeOff(NamedTuple):
@@ -266,12 +314,14 @@ def fit_tradeoff(batch, steps) -> TradeOff:
 
 
 def noise_at_target(spectrum: Spectrum, target: float, point: BatchPoint, *, family="sgd", mu=0.9,
-                    schedule="constant", num: int = 200):
+                    schedule="constant", num: int = 200, dana: Optional[dict] = None):
     """The exact noise scales (:func:`noise_scale`) of the tuned run at ``point`` at the step it reaches
-    ``target`` (interpolated in log step): dict with B_simple, B_hessian, B_noise, step, and the whole curve."""
+    ``target`` (interpolated in log step): dict with B_simple, B_hessian, B_noise, step, and the whole curve.
+    The momentum is the point's (tuned or fixed) when it has one, else ``mu``."""
     T = int(math.ceil(point.steps)) if schedule == "constant" else int(point.steps)
     T = max(T, 2)
-    opt = make_optimizer(family, point.lr, mu, schedule, T)
+    m = point.mu if math.isfinite(point.mu) else mu
+    opt = make_optimizer(family, point.lr, m, schedule, T, dana=dana)
     ns = noise_scale(spectrum, opt, steps=T, batch=point.batch, num=num)
     at = {}
     for k in ("B_simple", "B_hessian", "B_noise"):

@@ -232,19 +232,31 @@ def tune_lr_mu(spec, family: str, batch: int, steps: int, *, mus: Sequence[float
 
 def _refine_mu(spec, family, batch, steps, mus, j, best, *, frac_max, xatol, scan, weight_decay, mu_xatol):
     """The continuous mu optimum of :func:`tune_lr_mu` (``refine``) around grid index ``j``."""
+    seen = {}
+
+    def f(mu):
+        t = tune_lr(spec, family, batch, steps, mu=mu, frac_max=frac_max, xatol=xatol, scan=scan,
+                    weight_decay=weight_decay)
+        seen[mu] = (mu, t.lr, t.loss, t.lr_max)
+        return math.log(t.loss) if math.isfinite(t.loss) else 1e3
+    refine_mu_search(f, mus, j, mu_xatol=mu_xatol)
+    cand = seen[min(seen, key=lambda m: seen[m][2])]
+    return cand if cand[2] < best[2] else best
+
+
+def refine_mu_search(objective, mus, j, *, mu_xatol: float = 0.05) -> None:
+    """Scipy's bounded Brent search of ``objective(mu)`` (a finite number, smaller is better; the caller records
+    what it needs) in ``x = ln(1 - mu)`` (``mu_xatol`` in x) between the grid neighbours of ``mus[j]`` (past the
+    last grid value up to ``1 - (1 - mu_last)/10``, moved up by factors of 10 in ``1 - mu`` while the optimum sits
+    at that end, to ``1 - mu = 1e-6``). Shared by :func:`tune_lr_mu` and :func:`theory.batch.tune_batch`."""
     from scipy import optimize
-    order = np.sort(mus)
+    order = np.sort(np.asarray(mus, dtype=np.float64))
     k = int(np.searchsorted(order, mus[j]))
     lo = order[k - 1] if k > 0 else order[k]
     hi = order[k + 1] if k + 1 < order.size else 1.0 - (1.0 - order[k]) / 10.0
-    seen = {}
 
     def f(x):
-        mu = 1.0 - math.exp(x)
-        t = tune_lr(spec, family, batch, steps, mu=mu, frac_max=frac_max, xatol=xatol, scan=scan,
-                    weight_decay=weight_decay)
-        seen[x] = (mu, t.lr, t.loss, t.lr_max)
-        return math.log(t.loss) if math.isfinite(t.loss) else 1e3
+        return objective(1.0 - math.exp(x))
     # x = ln(1 - mu) decreases with mu: the bracket is (ln(1 - hi), ln(1 - lo)); an optimum at the top of a
     # bracket past the grid moves the bracket up by another factor 10 in 1 - mu (up to 1 - mu = 1e-6)
     while True:
@@ -254,8 +266,6 @@ def _refine_mu(spec, family, batch, steps, mus, j, best, *, frac_max, xatol, sca
         if not (past and res.x < math.log(1.0 - hi) + 2 * mu_xatol and 1.0 - hi > 1e-6):
             break
         lo, hi = 1.0 - math.exp(res.x), 1.0 - (1.0 - hi) / 10.0
-    cand = seen[min(seen, key=lambda x: seen[x][2])]
-    return cand if cand[2] < best[2] else best
 
 
 def batches_for(D: float, b_max: int, factor: int = 2, s_max: Optional[float] = None) -> np.ndarray:
