@@ -260,7 +260,8 @@ def plot(r, config, path):
     s2 = config.get("label_noise", 0.0)
     ax.set_title(rf"PLRF $\alpha$={config['alpha']}, $\beta$={config['beta']}, d={config['d']}, "
                  f"{config['optimizer']}" + (f" mu={config['momentum']:g}" if config.get("momentum") is not None
-                                             else "") + f", {config['schedule']} lr"
+                                             else " (mu tuned)" if config.get("tune_momentum") else "")
+                 + f", {config['schedule']} lr"
                  + (rf", $\sigma^2$={s2:.3g}" if s2 else "")
                  + f"\ntarget = P* + {config['target_frac']} (P(0) - P*)", fontsize=9)
     ax.legend(fontsize=7)
@@ -278,11 +279,17 @@ def plot(r, config, path):
     ax.axvline(nat["step"], color="gray", ls=":", lw=1, label=f"target reached (step {nat['step']:.3g})")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel(f"step (run at B = {nc['batch']}, tuned lr" + (f", mu = {mu[list(B).index(nc['batch'])]:.3g}"
+    if st[m].max() / st[m].min() < 30:       # a short run: label 2 and 5 x the decades, plainly
+        from matplotlib.ticker import FuncFormatter, LogLocator
+        ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    else:
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(f"step (run at B = {nc['batch']}, tuned {what}" + (f", mu = {mu[list(B).index(nc['batch'])]:.3g}"
                                                                   if mu is not None else "") + ")")
     ax.set_ylabel("exact gradient noise scale (per-sample covariance)")
     ax.set_title("noise scale along the run", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)   # below: never on a curve
     ax.grid(True, which="major", alpha=0.3)
     save(fig, path)
     return fig

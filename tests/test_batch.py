@@ -291,8 +291,10 @@ def test_cli_batch_resumes_cells(tmp_path, monkeypatch):
     results.json deleted a second run recomputes no cell (tune_batch replaced by a function that fails) and
     writes identical numbers; with one cell deleted only that B is recomputed; another --optimizer in the same
     OUT exits 2."""
+    from experiments import batch_cmd
     from tests.cli_util import load_results, run_cli
     from theory import batch as TB
+    monkeypatch.setattr(batch_cmd, "plot", lambda *a, **k: None)    # the figure: test_cli_batch (slow)
     out = tmp_path / "b"
     argv = _TINY + ["--optimizer", "nesterov", "--momentum", "0.8", "--out", out]
     assert run_cli(argv) == 0
