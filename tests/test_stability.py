@@ -169,3 +169,18 @@ def test_system_edges_on_huge_deterministic_spectra_match_sgd():
     assert kn == pytest.approx(float(plrf.kernel_norm(spec, lr, 1)), rel=1e-7)
     _, kn_m = plrf.stability.system_edges(spec, O.momentum(0.1 * lr, 0.9).system(0.0), 1)
     assert 0 < kn_m < 1
+
+
+def test_ladder_lr_large_v_without_the_explicit_sum():
+    """Below the high-dimensional line the ladder's lr is c / sum_{j<=v} j^-2alpha with v = 4d: past 2^22 terms it
+    is summed by Euler-Maclaurin (the explicit sum took 16 GB at d = 2^29 and the OOM killer ended the run); equal
+    to the explicit float64 sum to 1e-14 just past the switch, and d = 2^29 costs no memory."""
+    from theory import ladder as L
+    for alpha in (0.2, 0.4, 0.49):
+        d = L._EXPLICIT_SUM // 4 + 1
+        v = L.data_dim(alpha, d)
+        ref = 0.5 / float(np.sum(np.arange(1, v + 1, dtype=np.float64) ** (-2 * alpha)))
+        assert L.ladder_lr(alpha, d) == pytest.approx(ref, rel=1e-14)
+    from scipy import special
+    v = 2.0 ** 31                     # d = 2^29: sum_{j<=v} j^-0.8 = v^0.2/0.2 + zeta(0.8) + v^-0.8/2 + ...
+    assert L.ladder_lr(0.4, 2 ** 29) == pytest.approx(0.5 / (v ** 0.2 / 0.2 + special.zeta(0.8)), rel=1e-7)

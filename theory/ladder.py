@@ -36,11 +36,19 @@ def data_dim(alpha: float, d: int, ratio: float = 4.0) -> Optional[int]:
 
 
 def ladder_lr(alpha: float, d: int, *, c: float = 0.5, ratio: float = 4.0) -> float:
-    """``c / sum_{j<=v} j^{-2 alpha}`` with :func:`data_dim`'s v (``zeta(2 alpha)`` when v is infinite)."""
+    """``c / sum_{j<=v} j^{-2 alpha}`` with :func:`data_dim`'s v (``zeta(2 alpha)`` when v is infinite). The sum is
+    explicit up to v = 2^22 terms and Euler-Maclaurin beyond (:func:`theory.deterministic.power_sum`, relative
+    error < 1e-13; the explicit sum would need 8 v bytes: 16 GB at d = 2^29, v = 4d)."""
     v = data_dim(alpha, d, ratio)
     if v is None:
         return c / float(special.zeta(2 * alpha))
+    if v > _EXPLICIT_SUM:
+        from .deterministic import power_sum
+        return c / power_sum(2 * alpha, v)
     return c / float(np.sum(np.arange(1, v + 1, dtype=np.float64) ** (-2 * alpha)))
+
+
+_EXPLICIT_SUM = 2 ** 22
 
 
 def geometric_ladder(d_min: float, d_max: float, per_octave: float = 1.0) -> np.ndarray:
