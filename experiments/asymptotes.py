@@ -1,5 +1,5 @@
 """The seven named points of the phase diagram to their asymptote: one `plrf compute-optimal` run per point over a
-ladder d = 64 .. 2^27 (1.3e8, deterministic equivalent) up to f = 1e16, then the local-slope figure and the table
+ladder d = 64 .. 2^32 (4.3e9, deterministic equivalent) up to f = 1e18, then the local-slope figure and the table
 of last local slope, extrapolated asymptote (theory.asymptote) and theory.
 
     python -m experiments.asymptotes --out runs/asymptotes          # about 20 min on 2 cores; resumable
@@ -20,7 +20,7 @@ POINTS = {k: v for k, v in NAMED.items() if k != "II|III"}
 # points the project was not tuned on (issue 13): near boundaries and deep inside phases
 MORE = {f"({a}, {b})": (a, b) for a, b in [(0.55, 0.55), (0.6, 0.9), (0.3, 0.6), (1.4, 0.45), (0.33, 0.45)]}
 SETS = {"named": POINTS, "more": MORE}
-LADDER = ["--d-min", "64", "--d-max", str(2 ** 27), "--per-octave", "1", "--flops-max", "1e16", "--sim-d"]
+LADDER = ["--d-min", "64", "--d-max", str(2 ** 32), "--per-octave", "1", "--flops-max", "1e18", "--sim-d"]
 
 
 def _dir(label):
