@@ -442,8 +442,8 @@ def plot_schedules(res, path):
     ax.axhline(res["cap"] / edge, color="tab:red", lw=0.8, ls=":", label=f"cap = {c['frac']} x edge")
     ax.set_xlabel("t / T")
     ax.set_ylabel(f"{what} / max stable SGD lr ({edge:.3g})")
-    ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=6.5, loc="lower left")
+    ax.set_ylim(0, 1.45)               # headroom: the legend sits above the cap, clear of every curve
+    ax.legend(fontsize=6.5, loc="upper center", ncol=2)
     ax.set_title("optimal schedules across horizons (rescaled)", fontsize=9)
     if preds.get("li_delta"):
         s = np.geomspace(1e-3, 1, 50)
