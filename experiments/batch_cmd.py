@@ -20,6 +20,7 @@ import sys
 import time
 
 from . import options as opt
+from .optim_options import add_momentum_tuning_arguments, check_momentum_tuning
 
 DEFAULT_OUT = "runs/batch"
 FAMILIES = ("sgd", "momentum", "nesterov", "dana-decaying")   # = theory.batch.FAMILIES (not imported: fast --help)
@@ -39,16 +40,7 @@ def add_arguments(p):
     p.add_argument("--momentum", type=opt.fraction, default=0.9,
                    help="momentum mu in (0, 1] of momentum/nesterov, fixed unless --tune-momentum "
                         "(default: %(default)s)")
-    p.add_argument("--tune-momentum", dest="tune_momentum", action="store_true",
-                   help="momentum/nesterov: tune mu jointly with the lr at each B (the lr tuned at every mu of "
-                        "--mu-grid within the stability edge at that mu, the fewest steps kept); --momentum is "
-                        "then ignored")
-    p.add_argument("--mu-grid", dest="mu_grid", type=opt.real, nargs="+", default=None,
-                   help="with --tune-momentum: the momenta scanned, >= 2 distinct values each in [0, 1) "
-                        "(default: 0 0.5 0.8 0.9 0.95 0.99)")
-    p.add_argument("--refine-momentum", dest="refine_momentum", action="store_true",
-                   help="with --tune-momentum: refine mu continuously (Brent in ln(1 - mu) between the grid "
-                        "neighbours of the best grid mu, the lr re-tuned at each trial; about 2x the cost)")
+    add_momentum_tuning_arguments(p, "the fewest steps kept")
     p.add_argument("--schedule", default="constant", choices=("constant", "cosine"),
                    help="lr schedule whose peak is tuned per B; cosine decays to 0 at the horizon S(B) "
                         "(default: %(default)s)")
@@ -77,17 +69,7 @@ def validate(args):
         raise ValueError(f"--d must be <= 4096 for plrf batch (a sampled W, exact recursion per lr), got {args.d}")
     if args.batch_max > 2 ** 20:
         raise ValueError(f"--batch-max must be in 2..2^20, got {args.batch_max}")
-    if args.tune_momentum and args.optimizer not in ("momentum", "nesterov"):
-        raise ValueError(f"--tune-momentum applies to --optimizer momentum or nesterov, got --optimizer "
-                         f"{args.optimizer}")
-    if args.refine_momentum and not args.tune_momentum:
-        raise ValueError("--refine-momentum needs --tune-momentum")
-    if args.mu_grid is not None:
-        if not args.tune_momentum:
-            raise ValueError("--mu-grid needs --tune-momentum")
-        bad = [m for m in args.mu_grid if not 0 <= m < 1]
-        if bad or len(set(args.mu_grid)) < 2:
-            raise ValueError(f"--mu-grid: need >= 2 distinct momenta, each in [0, 1), got {args.mu_grid}")
+    check_momentum_tuning(args)
     if args.optimizer == "dana-decaying" and args.schedule != "constant":
         raise ValueError(f"--schedule {args.schedule} is not available with --optimizer dana-decaying (its g3 "
                          "decays already); use --schedule constant")

@@ -17,6 +17,7 @@ import time
 
 from . import budget
 from . import options as opt
+from .optim_options import add_momentum_tuning_arguments, check_momentum_tuning
 
 DEFAULT_OUT = "runs/hparam-laws"
 DEFAULT_DS = (100, 1000, 10000)
@@ -49,15 +50,7 @@ def add_arguments(p):
                         "authors' batch-1 defaults g2 = 0.25/tr K, g3 = 0.125/tr K, delta = 8, kappa = 1/(2 alpha), "
                         "the common scale of g2 and g3 tuned) (default: %(default)s)")
     p.add_argument("--momentum", type=opt.fraction, default=0.9, help="momentum mu in (0, 1] (default: %(default)s)")
-    p.add_argument("--tune-momentum", dest="tune_momentum", action="store_true",
-                   help="momentum/nesterov: tune mu jointly with the lr at each batch (lr tuned at every mu of "
-                        "--mu-grid, the best pair kept); --momentum is then ignored")
-    p.add_argument("--mu-grid", dest="mu_grid", type=opt.real, nargs="+", default=None,
-                   help="with --tune-momentum: the momenta scanned, each in [0, 1) "
-                        "(default: 0 0.5 0.8 0.9 0.95 0.99)")
-    p.add_argument("--refine-momentum", dest="refine_momentum", action="store_true",
-                   help="with --tune-momentum: refine mu continuously (Brent in ln(1 - mu) between the grid "
-                        "neighbours of the best grid mu, lr re-tuned at each trial; about 2x the cost)")
+    add_momentum_tuning_arguments(p, "the lowest loss kept")
     p.add_argument("--batch-factor", dest="batch_factor", type=opt.int_at_least(2), default=4,
                    help="batches are powers of this factor, 2..16 (default: %(default)s)")
     p.add_argument("--batch-max", dest="batch_max", type=opt.big_int, default=4096,
@@ -106,17 +99,7 @@ def validate(args):
         raise ValueError(f"--tol must be in (0, 1], got {args.tol}")
     if args.ratio <= 1:
         raise ValueError(f"--ratio must be > 1, got {args.ratio}")
-    if args.tune_momentum and args.optimizer not in ("momentum", "nesterov"):
-        raise ValueError(f"--tune-momentum applies to --optimizer momentum or nesterov, got --optimizer "
-                         f"{args.optimizer}")
-    if args.refine_momentum and not args.tune_momentum:
-        raise ValueError("--refine-momentum needs --tune-momentum")
-    if args.mu_grid is not None:
-        if not args.tune_momentum:
-            raise ValueError("--mu-grid needs --tune-momentum")
-        bad = [m for m in args.mu_grid if not 0 <= m < 1]
-        if bad or len(set(args.mu_grid)) < 2:
-            raise ValueError(f"--mu-grid: need >= 2 distinct momenta, each in [0, 1), got {args.mu_grid}")
+    check_momentum_tuning(args)
     reported = budget_grid(lo, hi, args.per_decade)
     if len(reported) < 3:
         raise ValueError(f"--budgets/--per-decade give {len(reported)} reported budgets; need >= 3 to fit exponents")

@@ -152,3 +152,34 @@ def ladder_optimizer_fn(args, alpha: float, beta: float):
             lr = lr * default_lr_factor(args)
         return build_optimizer(args, constant(lr), trace=trace, d=d, alpha=alpha, beta=beta)
     return fn
+
+
+def add_momentum_tuning_arguments(p, kept: str) -> None:
+    """``--tune-momentum``, ``--mu-grid``, ``--refine-momentum`` (``plrf batch``, ``plrf hparam-laws``); ``kept``
+    says what the grid search keeps (e.g. "the fewest steps kept")."""
+    p.add_argument("--tune-momentum", dest="tune_momentum", action="store_true",
+                   help="momentum/nesterov: tune mu jointly with the lr at each batch (the lr tuned at every mu of "
+                        f"--mu-grid within the stability edge at that mu, {kept}); --momentum is then ignored")
+    p.add_argument("--mu-grid", dest="mu_grid", type=opt.real, nargs="+", default=None,
+                   help="with --tune-momentum: the momenta scanned, >= 2 distinct values each in [0, 1) "
+                        "(default: 0 0.5 0.8 0.9 0.95 0.99)")
+    p.add_argument("--refine-momentum", dest="refine_momentum", action="store_true",
+                   help="with --tune-momentum: refine mu continuously (Brent in ln(1 - mu) between the grid "
+                        "neighbours of the best grid mu, the lr re-tuned at each trial; about 2x the cost)")
+
+
+def check_momentum_tuning(args) -> None:
+    """``--tune-momentum`` / ``--refine-momentum`` / ``--mu-grid`` combinations (``plrf batch``, ``plrf hparam-laws``):
+    a ValueError naming the option, before any work."""
+    if args.tune_momentum and args.optimizer not in ("momentum", "nesterov"):
+        raise ValueError(f"--tune-momentum applies to --optimizer momentum or nesterov, got --optimizer "
+                         f"{args.optimizer}")
+    if args.refine_momentum and not args.tune_momentum:
+        raise ValueError("--refine-momentum needs --tune-momentum")
+    if args.mu_grid is not None:
+        if not args.tune_momentum:
+            raise ValueError("--mu-grid needs --tune-momentum")
+        bad = [m for m in args.mu_grid if not 0 <= m < 1]
+        if bad or len(set(args.mu_grid)) < 2:
+            raise ValueError(f"--mu-grid: need >= 2 distinct momenta, each in [0, 1), got {args.mu_grid}")
+
