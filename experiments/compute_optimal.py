@@ -49,12 +49,13 @@ def config_of(args) -> dict:
 
 
 def predicted_exponents(alpha, beta, optimizer: str) -> dict:
-    """``xi_predicted``, ``eta_predicted`` for DANA (``optimizer`` starting with ``dana-``): the compute-optimal
-    exponents under its effective time (:func:`theory.phases.time_maps`; our derivation, the paper's formulas were
-    not available). Empty for other optimizers (their theory columns are SGD's)."""
-    from theory.phases import exponents
+    """``xi_predicted``, ``eta_predicted`` for an optimizer other than SGD with a prediction
+    (:data:`theory.phases.OPTIMIZERS`: the DANAs): the compute-optimal exponents under its effective time
+    (:func:`theory.phases.time_maps`; our derivation, the paper's formulas were not available). Empty for other
+    optimizers (their theory columns are SGD's)."""
+    from theory.phases import OPTIMIZERS, exponents
     base = optimizer.split("+")[0]
-    if base not in ("dana-decaying", "dana-constant"):
+    if base == "sgd" or base not in OPTIMIZERS:
         return {}
     e = exponents(alpha, beta, base)
     return dict(xi_predicted=e.xi, eta_predicted=e.eta, prediction="effective-time change of the SGD components "
