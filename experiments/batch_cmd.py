@@ -57,7 +57,7 @@ def add_arguments(p):
                    help="points of the log grid on which the target crossing is interpolated (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="discard results stored in OUT with other settings")
     opt.add_label_noise(p)
-    opt.add_common(p, DEFAULT_OUT)
+    opt.add_common(p, DEFAULT_OUT, time_limit=False)
 
 
 def validate(args):

@@ -68,7 +68,7 @@ def add_arguments(p):
                    help="v = ratio d when 2 alpha <= 1 (v = inf otherwise), ratio > 1 (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="discard results stored in OUT with other settings")
     opt.add_label_noise(p)
-    opt.add_common(p, DEFAULT_OUT)
+    opt.add_common(p, DEFAULT_OUT, time_limit=False)
 
 
 def validate(args):

@@ -92,13 +92,16 @@ def load_matrix(path, option: str, shape) -> "np.ndarray":
     return W
 
 
-def add_common(p, out_default):
+def add_common(p, out_default, *, time_limit: bool = True):
+    """--out, --quiet, --devices, --debug, and --time-limit for the commands that estimate their run time before
+    any work (``time_limit=False`` for those that do not: an option that is never checked is not offered)."""
     p.add_argument("--out", default=out_default, help="output directory (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--devices", type=int_at_least(1), default=None,
                    help="number of devices to shard runs over; None = all visible")
-    p.add_argument("--time-limit", dest="time_limit", type=positive_float, default=168.0, metavar="HOURS",
-                   help="refuse at once a run whose estimated time (rough, from the options) exceeds this")
+    if time_limit:
+        p.add_argument("--time-limit", dest="time_limit", type=positive_float, default=168.0, metavar="HOURS",
+                       help="refuse at once a run whose estimated time (rough, from the options) exceeds this")
     add_debug(p)
 
 

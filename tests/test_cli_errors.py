@@ -253,3 +253,20 @@ def test_progress_lines_in_a_log_and_resumed_rungs(tmp_path, capsys, monkeypatch
     assert "compute-optimal ladder: 3/3 d (3 resumed), 100%" in err
     assert run_cli(argv + ["--quiet"]) == 0
     assert capsys.readouterr().err.count("compute-optimal ladder") == 0
+
+
+def test_every_offered_time_limit_is_enforced(tmp_path, capsys):
+    """A command that offers --time-limit refuses its default run under a limit of 1e-9 h, before any work;
+    a command with no run-time estimate does not offer the option (batch and hparam-laws offered it unchecked)."""
+    from experiments.cli import COMMANDS, _has_option, build_parser
+    sub = next(a for a in build_parser()._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    offered = sorted(n for n in COMMANDS if n in sub.choices and _has_option(sub.choices[n], "--time-limit"))
+    assert {"curve", "theory", "compute-optimal", "phase-diagram", "schedules", "collapse", "optimal-schedule",
+            "data", "data-frontier"} <= set(offered) and not {"batch", "hparam-laws", "plot"} & set(offered)
+    for name in offered:
+        out = tmp_path / name
+        err, dt = _fails([name, "--time-limit", "1e-9", "--out", out], capsys)
+        assert "--time-limit" in err and dt < 10, (name, err)
+        assert not out.exists() or not any(out.iterdir()), name
+    err, _ = _fails(["hparam-laws", "--time-limit", "1", "--out", tmp_path / "h"], capsys)
+    assert "unrecognized arguments: --time-limit" in err
