@@ -20,7 +20,7 @@ POINTS = {k: v for k, v in NAMED.items() if k != "II|III"}
 # points the project was not tuned on (issue 13): near boundaries and deep inside phases
 MORE = {f"({a}, {b})": (a, b) for a, b in [(0.55, 0.55), (0.6, 0.9), (0.3, 0.6), (1.4, 0.45), (0.33, 0.45)]}
 SETS = {"named": POINTS, "more": MORE}
-LADDER = ["--d-min", "64", "--d-max", str(2 ** 32), "--per-octave", "1", "--flops-max", "1e18", "--sim-d"]
+LADDER = ["--d-min", "64", "--d-max", str(2 ** 32), "--per-octave", "4", "--flops-max", "1e18", "--sim-d"]
 
 
 def _dir(label):
