@@ -18,10 +18,16 @@ The exact expected loss of any linear optimizer (:mod:`plrf.moments`, the recurs
     (interpolation of the knot values keeps every step below ``cap``). Optimizers:
 
       - ``sgd``: ``lr_t``;
-      - ``momentum`` (heavy ball, ``optax.sgd(lr, momentum=mu)``): the *effective* step ``lr_t / (1 - mu_t)`` is
-        bounded like SGD's lr and ``mu_t = mu_max * sigmoid(y)``; ``lr_t = eff_t (1 - mu_t)`` (both schedules
-        optimised jointly; the frozen heavy-ball map at ``(eff (1 - mu), mu)`` has a kernel norm no larger than
-        SGD's at ``eff``, checked numerically by ``plrf.stability.system_edges`` in the tests);
+      - ``momentum`` (heavy ball, ``optax.sgd(lr, momentum=mu)``), ``mu_t = mu_max * sigmoid(y)`` and, with
+        ``momentum_cap='effective'`` (default), the *effective* step ``lr_t / (1 - mu_t)`` bounded like SGD's lr,
+        ``lr_t = eff_t (1 - mu_t)`` (the frozen heavy-ball map at ``(eff (1 - mu), mu)`` has a kernel norm no
+        larger than SGD's at ``eff``, checked numerically by ``plrf.stability.system_edges`` in the tests); with
+        ``momentum_cap='own'``, ``lr_t = frac * E(mu_t) * sigmoid(z)`` where ``E(mu)`` is heavy ball's own edge
+        (the largest lr whose frozen map at momentum ``mu`` is stable, :func:`theory.hparam_laws.max_lr`),
+        tabulated at 48 values of ``log(1 - mu)`` and interpolated linearly in ``log E`` (:meth:`ScheduleFamily.lr_edge`).
+        At batch 1 the two caps are close (heavy ball's effective-step edge is 1.0-1.4x SGD's at every mu); at
+        large batch the own edge allows effective steps up to ~``4/(lam_max (1 - mu))``, the room momentum needs
+        to accelerate. Both schedules are optimised jointly;
       - ``dana-decaying``: ``g2_t`` bounded like SGD's lr, ``g3_t = g3_max * sigmoid(y)`` (the built-in
         ``(1 + t)^-kappa`` and ``Delta(t) = delta/(delta + t)`` of :func:`plrf.optimizers.dana_decaying` stay);
 
@@ -69,6 +75,19 @@ from plrf.spectrum import Spectrum
 OPTIMIZERS = ("sgd", "momentum", "dana-decaying")
 SPACES = ("linear", "log", "ends")
 BASELINES = ("constant", "cosine", "linear", "wsd")
+MOMENTUM_CAPS = ("effective", "own")   # heavy ball: lr/(1 - mu) below SGD's cap, or lr below its own edge at mu
+EDGE_TABLE_POINTS = 48
+
+
+def _momentum_edge_table(spectrum: Spectrum, batch: int, mu_max: float):
+    """``(q, log E)``: heavy ball's frozen-map lr edge ``E(mu)`` (:func:`theory.hparam_laws.max_lr`, bisection
+    to 1e-6) at ``EDGE_TABLE_POINTS`` values of ``q = -log(1 - mu)`` evenly spaced on ``[0, -log(1 - mu_max)]``
+    (``mu = 0``: SGD's edge)."""
+    from .hparam_laws import max_lr
+    q = np.linspace(0.0, -math.log1p(-mu_max), EDGE_TABLE_POINTS)
+    mus = -np.expm1(-q)
+    E = np.array([max_lr(spectrum, "momentum", batch, mu=float(m)) for m in mus])
+    return q, np.log(E)
 UNROLL = 1      # steps per iteration of the inner scan
 
 
@@ -215,7 +234,7 @@ class ScheduleFamily:
                  space: str = "linear", frac: float = 0.9, mu_max: float = 0.99, g3_max: Optional[float] = None,
                  alpha: Optional[float] = None, dana: Optional[dict] = None, ema=None,
                  horizons: Optional[Sequence[int]] = None, weights: Optional[Sequence[float]] = None,
-                 block: Optional[int] = None):
+                 block: Optional[int] = None, momentum_cap: str = "effective"):
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
         if space not in SPACES:
@@ -230,8 +249,15 @@ class ScheduleFamily:
             raise ValueError(f"mu_max must be in (0, 1), got {mu_max!r}")
         self.spectrum, self.optimizer, self.steps, self.batch = spectrum, optimizer, int(steps), int(batch)
         self.knots, self.space, self.frac, self.mu_max, self.ema = int(knots), space, float(frac), float(mu_max), ema
+        if momentum_cap not in MOMENTUM_CAPS:
+            raise ValueError(f"momentum_cap must be one of {MOMENTUM_CAPS}, got {momentum_cap!r}")
+        if momentum_cap == "own" and optimizer != "momentum":
+            raise ValueError(f"momentum_cap='own' needs optimizer='momentum', got {optimizer!r}")
+        self.momentum_cap = momentum_cap
         self.edge = plrf.max_stable_lr(spectrum, self.batch)
         self.cap = self.frac * self.edge
+        if momentum_cap == "own":
+            self.edge_q, self.edge_logE = _momentum_edge_table(spectrum, self.batch, self.mu_max)
         self.u = knot_positions(self.knots, space, self.steps)
         self.knots = int(self.u.size)            # 'ends' merges knots closer than a step
         self.x = step_coords(self.steps, space)
@@ -265,27 +291,59 @@ class ScheduleFamily:
     def n_params(self) -> int:
         return len(self.names) * self.knots
 
+    def lr_edge(self, mu):
+        """Heavy ball's own lr edge ``E(mu)`` (``momentum_cap='own'``): the tabulated frozen-map edge,
+        interpolated linearly in ``log E`` against ``log(1 - mu)`` (jnp; traced ``mu``)."""
+        q = -jnp.log1p(-jnp.asarray(mu, jnp.float64))
+        return jnp.exp(jnp.interp(q, jnp.asarray(self.edge_q), jnp.asarray(self.edge_logE)))
+
+    def eff_cap(self, mu: float) -> float:
+        """The bound of heavy ball's effective step ``lr/(1 - mu)`` at a fixed ``mu`` (the baselines' peak bound);
+        SGD's lr cap for the other optimizers."""
+        if self.optimizer == "momentum" and self.momentum_cap == "own":
+            return float(self.frac * self.lr_edge(mu)) / (1.0 - float(mu))
+        return self.cap
+
     def params_from_knots(self, **knot_values) -> np.ndarray:
         """Free parameters from knot values (``lr=`` (SGD's lr, heavy ball's *effective* step, DANA's ``g2=``),
         ``mu=``, ``g3=``), each a number or (K,) array inside its bound."""
+        vals = {name: np.broadcast_to(np.asarray(knot_values[name], dtype=np.float64), (self.knots,))
+                for name in self.names}
         out = []
         for name in self.names:
-            v = np.broadcast_to(np.asarray(knot_values[name], dtype=np.float64), (self.knots,))
             capv = {"lr": self.cap, "g2": self.cap, "mu": self.mu_max, "g3": self.g3_max}[name]
-            out.append(_inv_sigmoid(v / capv))
+            if name == "lr" and self.optimizer == "momentum" and self.momentum_cap == "own":
+                mu = vals["mu"]
+                capv = self.frac * np.asarray(self.lr_edge(mu)) / (1.0 - mu)
+            out.append(_inv_sigmoid(vals[name] / capv))
         return np.concatenate(out)
 
-    def knot_values(self, z) -> Dict[str, jax.Array]:
-        """Knot values of each schedule (bounded by the sigmoids)."""
+    def _fractions(self, z):
         z = jnp.asarray(z, jnp.float64).reshape(len(self.names), self.knots)
+        return {name: jax.nn.sigmoid(z[i]) for i, name in enumerate(self.names)}
+
+    def _own(self) -> bool:
+        return self.optimizer == "momentum" and self.momentum_cap == "own"
+
+    def knot_values(self, z) -> Dict[str, jax.Array]:
+        """Knot values of each schedule (bounded by the sigmoids; heavy ball's ``lr`` is its effective step)."""
+        fr = self._fractions(z)
+        if self._own():
+            mu = self.mu_max * fr["mu"]
+            return {"lr": self.frac * self.lr_edge(mu) * fr["lr"] / (1.0 - mu), "mu": mu}
         caps = {"lr": self.cap, "g2": self.cap, "mu": self.mu_max, "g3": self.g3_max}
-        return {name: caps[name] * jax.nn.sigmoid(z[i]) for i, name in enumerate(self.names)}
+        return {name: caps[name] * v for name, v in fr.items()}
 
     def per_step(self, z) -> Dict[str, jax.Array]:
         """Per-step arrays (length T): ``lr`` (the optimizer's own lr; heavy ball: ``eff (1 - mu)``), ``mu``,
         ``eff`` (heavy ball's effective step), ``g2``, ``g3`` as applicable."""
-        kv = self.knot_values(z)
         x, u = jnp.asarray(self.x), jnp.asarray(self.u)
+        if self._own():     # the fraction of the own edge and mu interpolated per step, then lr = frac E(mu) s
+            fr = self._fractions(z)
+            mu = jnp.interp(x, u, self.mu_max * fr["mu"])
+            lr = self.frac * self.lr_edge(mu) * jnp.interp(x, u, fr["lr"])
+            return {"lr": lr, "mu": mu, "eff": lr / (1.0 - mu)}
+        kv = self.knot_values(z)
         s = {k: jnp.interp(x, u, v) for k, v in kv.items()}
         if self.optimizer == "momentum":
             s["eff"] = s["lr"]
@@ -433,7 +491,8 @@ def tune_peak(fam: ScheduleFamily, shape: np.ndarray, *, mu: float = 0.9, g3: Op
     def obj(lp):
         v = fam.objective_of_arrays(_baseline_arrays(fam, shape, math.exp(lp), mu, g3))
         return v if np.isfinite(v) else 1e30
-    grid = np.linspace(math.log(lo * fam.cap), math.log(fam.cap), 17)
+    cap = fam.eff_cap(mu)
+    grid = np.linspace(math.log(lo * cap), math.log(cap), 17)
     vals = np.array([obj(x) for x in grid])
     i = int(np.argmin(vals))
     a, b = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
