@@ -44,6 +44,10 @@ def add_arguments(p):
     p.add_argument("--no-named", action="store_true", help="skip the named points (one per phase)")
     p.add_argument("--d-max", type=opt.big_int, default=None, help="override the preset's largest d")
     p.add_argument("--flops-max", type=opt.positive_float, default=None, help="override the preset's compute")
+    p.add_argument("--per-octave", type=opt.positive_float, default=None,
+                   help="override the preset's ladder rungs per factor 2 in d (quick 1, full 2): one rung per octave "
+                        "prints wiggles of about +-0.01 into the local slopes in Ic and IVa, two about +-0.002, four "
+                        "+-0.0003")
     p.add_argument("--c", type=opt.positive_float, default=0.5, help="lr = c / sum_{j<=v} j^{-2 alpha}")
     p.add_argument("--ratio", type=opt.positive_float, default=4.0, help="v/d when 2 alpha < 1 (> 1)")
     p.add_argument("--overwrite", action="store_true", help="discard results stored in OUT with other settings")
@@ -87,7 +91,8 @@ def run(args):
     cfg = dict(command="phase-diagram", preset=args.preset,
                alphas=[float(a) for a in (args.alphas or pre["alphas"])],
                betas=[float(b) for b in (args.betas or pre["betas"])], no_named=bool(args.no_named),
-               d_min=pre["d_min"], d_max=int(args.d_max or pre["d_max"]), per_octave=pre["per_octave"],
+               d_min=pre["d_min"], d_max=int(args.d_max or pre["d_max"]),
+               per_octave=float(args.per_octave or pre["per_octave"]),
                flops_max=float(args.flops_max or pre["flops_max"]), c=args.c, ratio=args.ratio, batch=1)
     from .optim_options import check_args, config_entries
     check_args(args)
