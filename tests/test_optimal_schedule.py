@@ -420,3 +420,15 @@ def test_horizon_free_schedules_against_numpy_recursion():
             moves += [(r["peak"], g) for g in (r["gamma"] - 0.05, r["gamma"] + 0.05) if 0 <= g <= GAMMA_MAX]
         for pk, g in moves:
             assert objective(pk, g)[0] >= best - 1e-9, (variant, pk, g)
+
+
+def test_momentum_schedule_comparison_fit_and_errors(tmp_path, capsys):
+    """experiments.momentum_schedule: the excess exponent of a planted P = P* + c T^-0.7 is -0.7 (1e-12); a missing
+    run directory is a usage error naming it (exit 2), not a traceback."""
+    from experiments.momentum_schedule import excess_fit, main
+    T = np.array([1e2, 1e3, 1e4, 1e5])
+    s, se = excess_fit(T, 1e-3 + 2.0 * T ** -0.7, 1e-3)
+    assert abs(s + 0.7) < 1e-12 and se < 1e-10
+    with pytest.raises(SystemExit) as e:
+        main([f"SGD={tmp_path / 'nothing'}", "--out", str(tmp_path / "f.png")])
+    assert e.value.code == 2 and "nothing" in capsys.readouterr().err
