@@ -432,3 +432,27 @@ def test_momentum_schedule_comparison_fit_and_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main([f"SGD={tmp_path / 'nothing'}", "--out", str(tmp_path / "f.png")])
     assert e.value.code == 2 and "nothing" in capsys.readouterr().err
+
+
+def test_dana_frozen_stability_is_enforced():
+    """DANA's g3 cap does not bound the joint (g2, g3) edge: with g2 cooled to ~0 at the end and g3 held, the frozen
+    map at late steps is past its stochastic edge (kernel norm 1.23 at t = 1e4, d = 4096; checked here at d = 256,
+    T = 1e5), so ``frozen_stable`` rejects it (the optimiser treats it as +inf) and accepts the same g3 with g2 held;
+    the baselines shape g3 with g2 (a cooled WSD stays stable)."""
+    from theory.deterministic import deterministic_spectrum
+    from theory.optimal_schedule import _baseline_arrays, unit_shape
+    spec = deterministic_spectrum(1.0, 0.7, 256)
+    fam = ScheduleFamily(spec, optimizer="dana-decaying", steps=100_000, knots=16, alpha=1.0)
+    g2 = np.full(fam.knots, 0.5 * fam.cap)
+    cooled = g2.copy()
+    cooled[-3:] = 1e-9 * fam.cap
+    g3 = 0.5 * fam.g3_max
+    assert fam.frozen_stable(fam.params_from_knots(g2=g2, g3=g3))
+    assert not fam.frozen_stable(fam.params_from_knots(g2=cooled, g3=g3))
+    shape = unit_shape("wsd", fam.steps, 0.1)
+    a = _baseline_arrays(fam, shape, 0.5 * fam.cap, 0.9, g3)
+    np.testing.assert_allclose(a["g3"], g3 * shape, rtol=0)
+    from plrf.stability import check_system
+    check_system(spec, fam.build(a), 1, np.array([0, 10, 1000, 50_000, 99_999]))   # raises if unstable
+    with pytest.raises(ValueError, match="unstable optimizer dana-decaying"):   # g2 cooled, g3 held: past an edge
+        check_system(spec, fam.build({"g2": a["g2"], "g3": np.full(fam.steps, g3)}), 1, np.array([99_999]))

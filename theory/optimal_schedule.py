@@ -281,6 +281,7 @@ class ScheduleFamily:
         self.readout = 1 if ema is not None else 0
         self._vg = None
         self._loss_of_arrays = None
+        self._probes = None
 
     # -- parameters
     @property
@@ -362,6 +363,26 @@ class ScheduleFamily:
     def optimizer_of(self, z) -> O.Optimizer:
         return self.build(self.per_step(z))
 
+    def frozen_stable(self, z) -> bool:
+        """Whether the frozen map of the schedule ``z`` is stable at the probe steps (``plrf.stability.check_system``
+        on ``plrf.log_grid`` with 4 steps per decade, and the last step). Only DANA needs it: its g3 cap does not
+        bound the joint (g2_t, g3_t) edge -- with g2_t -> 0 the momentum is undamped and the frozen kernel norm
+        grows with t (1.23 at t = 1e4 for g3 = 0.076, d = 4096); the other optimizers' bounds keep every step
+        inside their edge."""
+        if self.optimizer != "dana-decaying":
+            return True
+        from plrf.stability import check_system
+        if self._probes is None:
+            num = 4 * max(1, math.ceil(math.log10(self.steps)))
+            g = plrf.log_grid(self.steps, num)
+            self._probes = np.unique(np.concatenate([g[g < self.steps], [self.steps - 1]]))
+        arrays = {k: np.asarray(v, dtype=np.float64) for k, v in self.per_step(z).items()}
+        try:
+            check_system(self.spectrum, self.build(arrays), self.batch, self._probes)
+        except ValueError:
+            return False
+        return True
+
     # -- objective
     def objective_of_optimizer(self, opt):
         """``log P(T)`` of the read-out, or the anytime average of ``log P(t_i)``."""
@@ -408,7 +429,8 @@ def optimize(fam: ScheduleFamily, z0=None, *, maxiter: int = 500, gtol: float = 
              verbose: bool = False) -> Optimum:
     """Minimise the family's objective with scipy L-BFGS-B on jax gradients (no hand-written optimiser).
     ``z0``: start (default: every schedule at half its cap; momentum 0.5 mu_max). Non-finite objective
-    values (a step past an edge) are returned as +1e30 with a zero gradient so the line search backs off."""
+    values (a step past an edge) and DANA schedules whose frozen map is unstable at a probe step
+    (:meth:`ScheduleFamily.frozen_stable`) are returned as +1e30 with a zero gradient so the line search backs off."""
     from scipy.optimize import minimize
     t0 = time.time()
     if z0 is None:
@@ -418,7 +440,7 @@ def optimize(fam: ScheduleFamily, z0=None, *, maxiter: int = 500, gtol: float = 
     def f(z):
         count[0] += 1
         v, g = fam.value_and_grad(z)
-        if not (np.isfinite(v) and np.all(np.isfinite(g))):
+        if not (np.isfinite(v) and np.all(np.isfinite(g))) or not fam.frozen_stable(z):
             return 1e30, np.zeros_like(z)
         if verbose and count[0] % 25 == 0:
             print(f"  eval {count[0]}: objective {v:.10g}, |grad| {np.max(np.abs(g)):.3g}")
@@ -477,7 +499,9 @@ def _baseline_arrays(fam: ScheduleFamily, shape: np.ndarray, peak: float, mu: fl
         return {"lr": lr}
     if fam.optimizer == "momentum":
         return {"lr": lr * (1.0 - mu), "mu": np.full(fam.steps, mu), "eff": lr}
-    return {"g2": lr, "g3": np.full(fam.steps, g3)}
+    # DANA: g3 follows the same shape (cooling g2 alone leaves the momentum almost undamped at the end, a frozen map
+    # past its stochastic edge at long horizons; as the log-time path, theory.logtime_grad_optim)
+    return {"g2": lr, "g3": g3 * shape}
 
 
 def tune_peak(fam: ScheduleFamily, shape: np.ndarray, *, mu: float = 0.9, g3: Optional[float] = None,
