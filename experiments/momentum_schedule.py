@@ -69,20 +69,21 @@ def plot(runs, path):
         top = r["horizons"][-1]
         if top.get("mu") is not None:
             t = np.arange(1, len(top["mu"]) + 1)
-            ax2.semilogx(t, top["mu"], color=col, lw=1.2, label=f"{label}: mu_t, T = {top['steps']:.0e}")
+            ax2.loglog(t, 1.0 - np.asarray(top["mu"]), color=col, lw=1.2,
+                       label=f"{label}: 1 - mu_t, T = {top['steps']:.0e}")
     for m in sorted({r["config"]["mu_max"] for _, r in runs if r["horizons"][-1].get("mu") is not None}):
-        ax2.axhline(m, color="0.5", ls=":", lw=0.9, label=f"cap mu_max = {m:g}")
+        ax2.axhline(1.0 - m, color="0.5", ls=":", lw=0.9, label=f"cap: 1 - mu_max = {1 - m:.2g}")
     c = runs[0][1]["config"]
     ax.set_xlabel("horizon T (steps)")
     ax.set_ylabel("optimal final excess loss P(T) - P*")
     ax.set_title("optimal schedules: excess loss vs horizon", fontsize=9)
     ax.legend(fontsize=7)
     ax2.set_xlabel("step t")
-    ax2.set_ylabel("momentum mu_t")
-    ax2.set_ylim(-0.02, 1.05)
+    ax2.set_ylabel("1 - mu_t (1 = no momentum)")
     ax2.set_title("optimal momentum schedule (longest horizon)", fontsize=9)
+    ax2.set_ylim(top=2.0)
     if ax2.lines:
-        ax2.legend(fontsize=7, loc="lower left")
+        ax2.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1)   # below: no curve hidden
     fig.suptitle(f"PLRF alpha = {c['alpha']}, beta = {c['beta']}, d = {c['d']}, B = {c['batch']}", fontsize=10)
     save(fig, path)
 
