@@ -29,7 +29,11 @@ COST = dict(
     det_sqrt_d=3e-3,    # deterministic-equivalent spectrum: per sqrt(d) (isolated eigenvalues ~ sqrt(d))
     solve=2e-7,         # log-time solver: per eigenvalue bin and interval (~400 intervals + grid points)
     compile=15.0,       # one jit compilation of a simulator
-    rung=2.0,           # fixed cost of one theory-ladder rung (spectrum frame, solver set-up)
+    rung=0.5,           # fixed cost of one theory-ladder rung (spectrum frame, solver set-up)
+    rung_sqrt_d=8e-4,   # a ladder rung's deterministic-equivalent spectrum and solve, per sqrt(d); recalibrated
+                        # 2026-12-06 on CPU seconds: 4 asymptote points (d <= 2^32, 4 rungs/octave) 2138 s against
+                        # 10600 s from the old (2.0, 3e-3 sqrt d + solve) and the full phase-diagram preset 1.57 s
+                        # per curve against 6.8 s: the old constants were ~4.5x pessimistic for ladders
 )
 DET_BYTES_PER_SQRT_D = 1e4   # deterministic equivalent: working memory per sqrt(d) (measured: ~9 kB)
 BASE_BYTES = 4e8             # the Python process with jax and scipy loaded
@@ -261,8 +265,8 @@ def ladder(ds, *, flops_max, points: int = 1, sims=(), sim_seeds: int = 0, sim_f
     eigen-SGD simulations at the sampled sizes ``sims``; an optimizer other than SGD (``cost``) runs its own
     ladder and SGD's (the commands compare the two)."""
     parts_t, parts_m = [], [(BASE_BYTES, d_option, "the Python process")]
-    t_det = sum(COST["rung"] + COST["det_sqrt_d"] * math.sqrt(d)
-                + solve_time(det_size(d), 200) * (1.0 if cost is SGD_COST else 1.0 + cost.solve) for d in ds)
+    t_det = sum(COST["rung"] + COST["rung_sqrt_d"] * math.sqrt(d) * (1.0 if cost is SGD_COST else 1.0 + cost.solve)
+                for d in ds)
     top = max(ds)
     parts_t.append((points * t_det, d_option, f"{points} x {len(ds)} theory rungs up to d = {top:.3g}"
                     + ("" if cost is SGD_COST else f" ({cost.what} and SGD)")))

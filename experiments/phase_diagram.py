@@ -37,7 +37,7 @@ PRESETS = {
 def add_arguments(p):
     p.add_argument("--preset", choices=sorted(PRESETS), default="quick",
                    help="quick: 3x3 grid + named points, d <= 1.7e7, f <= 1e13 (~6 min on 2 quiet cores); "
-                        "full: 0.1-spaced grid, d <= 1.3e8, f <= 1e16, two rungs per octave (estimated 19 h on 2 cores; "
+                        "full: 0.1-spaced grid, d <= 1.3e8, f <= 1e16, two rungs per octave (about 5 h on 2 cores; "
                         "resumable)")
     p.add_argument("--alphas", type=opt.positive_float, nargs="*", default=None, help="override the preset's alpha grid")
     p.add_argument("--betas", type=opt.real, nargs="*", default=None, help="override the preset's beta grid")
