@@ -1,8 +1,9 @@
 """The seven named points of the phase diagram to their asymptote: one `plrf compute-optimal` run per point over a
-ladder d = 64 .. 2^32 (4.3e9, deterministic equivalent) up to f = 1e18, then the local-slope figure and the table
+ladder d = 64 .. 2^32 (4.3e9, deterministic equivalent, four rungs per octave: one prints the ladder's period into
+the local slopes of Ic and IVa) up to f = 1e18, then the local-slope figure and the table
 of last local slope, extrapolated asymptote (theory.asymptote) and theory.
 
-    python -m experiments.asymptotes --out runs/asymptotes          # about 15 min on 2 cores; resumable
+    python -m experiments.asymptotes --out runs/asymptotes          # about 80 min on 2 shared cores; resumable
 
 Each point is an ordinary `plrf compute-optimal` directory (OUT/<phase>/), so a killed run resumes from its cells;
 the figure is OUT/local_slopes.png, the table OUT/table.md.
