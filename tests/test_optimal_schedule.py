@@ -456,3 +456,27 @@ def test_dana_frozen_stability_is_enforced():
     check_system(spec, fam.build(a), 1, np.array([0, 10, 1000, 50_000, 99_999]))   # raises if unstable
     with pytest.raises(ValueError, match="unstable optimizer dana-decaying"):   # g2 cooled, g3 held: past an edge
         check_system(spec, fam.build({"g2": a["g2"], "g3": np.full(fam.steps, g3)}), 1, np.array([99_999]))
+
+
+@pytest.mark.slow   # ~20-40 s: the edge table, one horizon with its baselines, the figures
+def test_cli_momentum_cap_own(tmp_path):
+    """`--momentum-cap own` end to end: the config records it, the stored per-step schedule re-evaluates to the
+    reported loss with an independent call of plrf.expected_loss, every step's lr is below 0.9x heavy ball's own
+    edge at that mu (bisection, 1% slack for the interpolated table), and the log-scale schedule figure is drawn."""
+    from cli_util import is_png, load_results, run_cli
+    from theory.deterministic import deterministic_spectrum
+    from theory.hparam_laws import max_lr
+    out = tmp_path / "own"
+    assert run_cli(["optimal-schedule", "--d", 16, "--batch", 16, "--steps", 60, "--knots", 8, "--maxiter", 30,
+                    "--optimizer", "momentum", "--momentum-cap", "own", "--out", out, "--quiet"]) == 0
+    res = load_results(out)
+    assert res["config"]["momentum_cap"] == "own"
+    lr, mu = np.asarray(res["lr"]), np.asarray(res["mu"])
+    spec = deterministic_spectrum(1.0, 0.7, 16, v=64)
+    ref = plrf.expected_loss(spec, O.momentum(lr, mu), steps=60, batch=16, num=8)
+    np.testing.assert_allclose(res["final_loss"], ref.loss[-1], rtol=1e-12)
+    for t in (0, 20, 40, 59):
+        edge = max_lr(spec, "momentum", 16, mu=float(mu[t])) if mu[t] > 0 else plrf.max_stable_lr(spec, 16)
+        assert lr[t] <= 0.9 * edge * 1.01, (t, lr[t], mu[t], edge)
+    assert np.max(np.asarray(res["eff"])) > res["cap"]      # past SGD's cap: the room the own edge gives at B = 16
+    assert is_png(out / "optimal_schedule.png")
