@@ -151,7 +151,9 @@ def estimate(args, v):
     size = args.d if (args.W_file or args.spectrum == "sampled") else min(args.d, budget.det_size(args.d))
     if args.solver == "logtime":
         secs = len(args.steps) * (budget.logtime_eval_time(size) * (160 + 1.2 * args.maxiter) + 40.0)
-        if args.optimizer != "sgd" or args.ema is not None:   # the moment system: ~3x per solve, slower compiles
+        if args.optimizer == "dana-decaying":   # two state vectors and time-varying coefficients: the T = 1e6, d = 1e5
+            secs = 7.5 * secs + 120.0           # run took 108 min wall at about half a core (2026-12-06; 3x said 21)
+        elif args.optimizer != "sgd" or args.ema is not None:   # the moment system: ~3x per solve, slower compiles
             secs = 3.0 * secs + 120.0
         mem = [(budget.BASE_BYTES, "--d", "the Python process"),
                (8.0 * min(max(args.steps), LR_LIMIT) * 4 + 8.0 * 4096 * size, "--steps", "schedule samples and the replay")]
