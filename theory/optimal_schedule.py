@@ -77,6 +77,7 @@ SPACES = ("linear", "log", "ends")
 BASELINES = ("constant", "cosine", "linear", "wsd")
 MOMENTUM_CAPS = ("effective", "own")   # heavy ball: lr/(1 - mu) below SGD's cap, or lr below its own edge at mu
 EDGE_TABLE_POINTS = 48
+UNROLL = 1      # steps per iteration of the inner scan
 
 
 def _momentum_edge_table(spectrum: Spectrum, batch: int, mu_max: float):
@@ -88,7 +89,6 @@ def _momentum_edge_table(spectrum: Spectrum, batch: int, mu_max: float):
     mus = -np.expm1(-q)
     E = np.array([max_lr(spectrum, "momentum", batch, mu=float(m)) for m in mus])
     return q, np.log(E)
-UNROLL = 1      # steps per iteration of the inner scan
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -301,7 +301,7 @@ class ScheduleFamily:
     def eff_cap(self, mu: float) -> float:
         """The bound of heavy ball's effective step ``lr/(1 - mu)`` at a fixed ``mu`` (the baselines' peak bound);
         SGD's lr cap for the other optimizers."""
-        if self.optimizer == "momentum" and self.momentum_cap == "own":
+        if self._own():
             return float(self.frac * self.lr_edge(mu)) / (1.0 - float(mu))
         return self.cap
 
@@ -313,7 +313,7 @@ class ScheduleFamily:
         out = []
         for name in self.names:
             capv = {"lr": self.cap, "g2": self.cap, "mu": self.mu_max, "g3": self.g3_max}[name]
-            if name == "lr" and self.optimizer == "momentum" and self.momentum_cap == "own":
+            if name == "lr" and self._own():
                 mu = vals["mu"]
                 capv = self.frac * np.asarray(self.lr_edge(mu)) / (1.0 - mu)
             out.append(_inv_sigmoid(vals[name] / capv))
