@@ -30,17 +30,14 @@ def load(spec: str):
 
 
 def excess_fit(T, P, P_star):
-    """Slope of log(P - P*) on log T and its standard error (nan with fewer than 3 horizons)."""
-    x, y = np.log(np.asarray(T, float)), np.log(np.asarray(P, float) - P_star)
-    if x.size < 2:
+    """Slope of log(P - P*) on log T and its standard error (:func:`theory.frontier.power_fit`; nan with fewer
+    than 3 horizons)."""
+    from theory.frontier import power_fit
+    T, E = np.asarray(T, float), np.asarray(P, float) - P_star
+    if T.size < 3:
         return math.nan, math.nan
-    A = np.vstack([x, np.ones_like(x)]).T
-    coef, res, *_ = np.linalg.lstsq(A, y, rcond=None)
-    if x.size < 3:
-        return float(coef[0]), math.nan
-    r = y - A @ coef
-    se = math.sqrt(np.sum(r ** 2) / (x.size - 2) / np.sum((x - x.mean()) ** 2))
-    return float(coef[0]), se
+    fit = power_fit(T, E)
+    return fit.slope, fit.se
 
 
 def table(runs) -> str:
